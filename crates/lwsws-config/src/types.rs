@@ -1,0 +1,331 @@
+//! The validated configuration: what every other crate reads.
+//!
+//! These types are built by `convert.rs` from the files and checked by
+//! `validate.rs`; once a [`Config`] exists its values are well-formed: ports
+//! are `u16`, durations `Duration`, paths absolute, origins one of the mount
+//! kinds with their parts parsed. Nothing downstream sees raw JSON.
+
+use http::{HeaderName, HeaderValue, StatusCode};
+use ipnet::IpNet;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The whole merged configuration of one load.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub global: Global,
+    /// Vhosts of every file, in file order.
+    pub vhosts: Vec<Vhost>,
+}
+
+/// Server-wide settings (`"global"` of every file, later files win).
+#[derive(Debug, Clone)]
+pub struct Global {
+    /// Workers switch to this user (`username`, or `uid`).
+    pub user: Option<Account>,
+    /// Workers switch to this group (`groupname`, or `gid`).
+    pub group: Option<Account>,
+    pub count_threads: usize,
+    pub server_string: String,
+    /// `ws-pingpong-secs`; `None` is off.
+    pub ws_pingpong: Option<Duration>,
+    pub init_ssl: bool,
+    pub reject_service_keywords: Vec<RejectKeyword>,
+    pub timeout: Duration,
+    pub plugin_dirs: Vec<PathBuf>,
+    pub drain_timeout: Duration,
+    pub strict_host: bool,
+    pub max_connections: usize,
+    pub ws_broadcast_prefix: String,
+    pub cgi_max_processes: usize,
+    pub trusted_proxies: Vec<IpNet>,
+    pub ws_broadcast: Option<RedisUrl>,
+    pub acme_dir: PathBuf,
+    pub rlimit_nofile: Option<u64>,
+    pub default_alpn: Option<Vec<Alpn>>,
+    pub ip_limit_wsi: Option<u32>,
+    pub ip_limit_ah: Option<u32>,
+}
+
+/// A user or group, by name (resolved when it exists here) or by number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// The name as configured, if given by name.
+    pub name: Option<String>,
+    /// The numeric id, when known (always for `uid`/`gid`; for a name, when
+    /// the account exists on this machine).
+    pub id: Option<u32>,
+}
+
+/// `reject-service-keywords` entry: a User-Agent substring and the answer.
+#[derive(Debug, Clone)]
+pub struct RejectKeyword {
+    pub keyword: String,
+    pub status: StatusCode,
+    /// The reason phrase as configured (`"404 Not Found"` → `Not Found`).
+    pub reason: String,
+}
+
+/// `ws-broadcast`: where broadcast rooms are shared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisUrl {
+    /// The URL as configured; may hold a password, so never log or print it.
+    pub url: url::Url,
+}
+
+impl RedisUrl {
+    /// The URL with any password replaced, for logs and `--print-config`.
+    pub fn redacted(&self) -> String {
+        let mut u = self.url.clone();
+        if u.password().is_some() {
+            let _ = u.set_password(Some("<redacted>"));
+        }
+        u.to_string()
+    }
+}
+
+/// An ALPN protocol lwsws can speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Alpn {
+    H2,
+    Http11,
+}
+
+impl Alpn {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Alpn::H2 => "h2",
+            Alpn::Http11 => "http/1.1",
+        }
+    }
+}
+
+/// One virtual host.
+#[derive(Debug, Clone)]
+pub struct Vhost {
+    /// Lower-case host name without trailing dot; may start with `*.`.
+    pub name: String,
+    /// Where it listens.
+    pub listen: Listen,
+    /// `file:line` where the vhost is defined, for logs.
+    pub defined_at: String,
+    pub tls: Option<Tls>,
+    pub acme: Option<Acme>,
+    pub sts: bool,
+    pub allow_non_tls: bool,
+    pub redirect_http: bool,
+    pub allow_http_on_https: bool,
+    pub keepalive_timeout: Duration,
+    pub access_log: Option<PathBuf>,
+    /// Added to every HTTP response of the vhost, in file order.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub mounts: Vec<Mount>,
+    pub ws_protocols: Vec<ProtocolEntry>,
+    pub ws_origin_check: OriginCheck,
+    pub ws_trusted_origins: Vec<String>,
+    pub ws_max_message_size: u64,
+    pub ws_allow_reserved_status_codes: bool,
+    pub ws_deflate: bool,
+    pub ws_deflate_threshold: u64,
+    pub listen_accept: ListenAccept,
+    pub proxy_protocol: bool,
+    /// `strict-host-check`: `strict-host` for this vhost alone.
+    pub strict_host_check: bool,
+    pub error_document_404: Option<String>,
+    pub ignore_missing_cert: bool,
+    pub alpn: Option<Vec<Alpn>>,
+    pub disable_no_protocol_ws_upgrades: bool,
+}
+
+/// A vhost's listening address.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Listen {
+    Tcp {
+        port: u16,
+        interface: Option<Interface>,
+        family: IpFamily,
+    },
+    Unix {
+        path: PathBuf,
+        /// `unix-socket-perms` `user:group` owning the socket (mode is 0600).
+        owner: Option<(String, String)>,
+    },
+}
+
+/// `interface`: an address or a network interface's name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Interface {
+    Addr(IpAddr),
+    Name(String),
+}
+
+/// Which IP families a TCP listener uses (`noipv6`, `ipv6only`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IpFamily {
+    /// IPv4 and IPv6 (the default).
+    Both,
+    /// `noipv6` on, or `ipv6only` off.
+    V4Only,
+    /// `ipv6only` on.
+    V6Only,
+}
+
+/// TLS settings of a vhost that has `host-ssl-cert` and `host-ssl-key`.
+#[derive(Debug, Clone)]
+pub struct Tls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// `host-ssl-ca`: CAs that sign acceptable client certificates.
+    pub ca: Option<PathBuf>,
+    pub client_cert_required: bool,
+    pub ciphers: Option<String>,
+    pub tls13_ciphers: Option<String>,
+    pub ecdh_curve: Option<String>,
+    /// OpenSSL `SSL_OP_*` bits, OR'ed over every `ssl-option-set`.
+    pub ssl_option_set: u64,
+    pub ssl_option_clear: u64,
+}
+
+/// `acme`: lwsws obtains the vhost's certificate itself.
+#[derive(Debug, Clone)]
+pub struct Acme {
+    pub directory: url::Url,
+    pub email: Option<String>,
+    pub challenge: AcmeChallenge,
+    pub directory_ca: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcmeChallenge {
+    Http01,
+    TlsAlpn01,
+}
+
+/// `ws-origin-check`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OriginCheck {
+    Same,
+    Trusted,
+    Off,
+}
+
+/// Raw vhost settings (§7): `apply-listen-accept`, `fallback-listen-accept`.
+#[derive(Debug, Clone, Default)]
+pub struct ListenAccept {
+    /// Every connection goes to the raw protocol (`apply-listen-accept`, or `onlyraw`).
+    pub apply: bool,
+    /// Non-TLS, non-HTTP connections go to the raw protocol.
+    pub fallback: bool,
+    pub role: Option<String>,
+    pub protocol: Option<String>,
+}
+
+/// One `ws-protocols` entry: a protocol enabled on the vhost with its options.
+#[derive(Debug, Clone)]
+pub struct ProtocolEntry {
+    pub name: String,
+    /// `"default": "1"`: chosen when the client names no protocol.
+    pub default: bool,
+    /// `"raw": "1"`: the vhost's raw protocol.
+    pub raw: bool,
+    /// Every other pvo, in file order (`filespath` may repeat).
+    pub pvos: Vec<(String, String)>,
+}
+
+impl ProtocolEntry {
+    /// The first value of a pvo.
+    pub fn pvo(&self, name: &str) -> Option<&str> {
+        self.pvos
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// One mount of a vhost.
+#[derive(Debug, Clone)]
+pub struct Mount {
+    /// URL path prefix, starting with `/`.
+    pub mountpoint: String,
+    pub origin: Origin,
+    /// `default`: index file for a directory request.
+    pub default: Option<String>,
+    pub cache: CachePolicy,
+    /// Extra suffix → MIME type pairs (suffix lower-case, without the dot).
+    pub extra_mimetypes: Vec<(String, String)>,
+    /// `extra-mimetypes` had `"*": ""`: any file may be served.
+    pub serve_any_type: bool,
+    pub basic_auth: Option<PathBuf>,
+    pub cgi_env: Vec<(String, String)>,
+    pub cgi_timeout: Duration,
+    pub pmo: Vec<(String, String)>,
+    pub max_body_size: Option<u64>,
+    pub proxy_ca: Option<PathBuf>,
+    pub proxy_timeout: Duration,
+    /// `protocol`: WebSocket protocol for upgrades here when the client names none.
+    pub protocol: Option<String>,
+}
+
+/// What a mount serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// `file://DIR`: files under an absolute directory.
+    File(PathBuf),
+    /// `cgi://PROGRAM`: an absolute path to a program.
+    Cgi(PathBuf),
+    /// `http://…` / `https://…`: a reverse proxy.
+    Proxy(ProxyOrigin),
+    /// `>http://…` / `>https://…`: a 301 redirect to this base URL.
+    Redirect(String),
+    /// `callback://NAME`: HTTP served by a protocol.
+    Callback(String),
+}
+
+/// A reverse-proxy upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyOrigin {
+    pub tls: bool,
+    pub target: ProxyTarget,
+    /// Path prefix on the upstream, without a trailing `/` (may be empty).
+    pub path: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProxyTarget {
+    Tcp { host: String, port: u16 },
+    Unix(PathBuf),
+}
+
+/// Cache-Control of a file mount (`cache-*` keys).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CachePolicy {
+    pub max_age: Option<u64>,
+    pub reuse: bool,
+    pub revalidate: bool,
+    pub intermediaries: bool,
+}
+
+impl CachePolicy {
+    /// The `Cache-Control` header value this policy sends.
+    pub fn header_value(&self) -> String {
+        match self.max_age {
+            None => "no-store".to_string(),
+            Some(_) if !self.reuse => "no-store".to_string(),
+            Some(age) => {
+                let mut v = format!(
+                    "{}, max-age={age}",
+                    if self.intermediaries {
+                        "public"
+                    } else {
+                        "private"
+                    }
+                );
+                if self.revalidate {
+                    v.push_str(", must-revalidate");
+                }
+                v
+            }
+        }
+    }
+}
