@@ -1,0 +1,16 @@
+//! Request handlers, one module per mount kind (`file`, `redirect`; CGI,
+//! proxy and callback arrive with their issues), plus `auth` for basic auth.
+//!
+//! A handler receives the request head, the mount it matched and the
+//! remainder of the path past the mountpoint, and returns a response with a
+//! [`Body`] or an [`HttpError`]. It knows nothing of listeners or
+//! connections: `lwsws-server` calls it after the router chose the mount,
+//! and turns an `HttpError` into an error page in one place.
+
+pub mod body;
+pub mod error;
+pub mod file;
+pub mod redirect;
+
+pub use body::Body;
+pub use error::HttpError;
