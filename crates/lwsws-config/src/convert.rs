@@ -5,13 +5,13 @@
 //! value that fails keeps its default so reading can go on and find the next
 //! problem. Cross-object rules and file-system checks live in `validate.rs`.
 
+use crate::ProtocolSpec;
 use crate::error::{Diags, did_you_mean};
 use crate::jsonc::{Node, NodeKind, Prop};
 use crate::reader::{self, Obj};
-use crate::validate::{self, Need};
 use crate::source::Loc;
 use crate::types::*;
-use crate::ProtocolSpec;
+use crate::validate::{self, Need};
 use http::{HeaderName, HeaderValue, StatusCode};
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -215,7 +215,10 @@ pub(crate) fn merge_globals<'a>(cx: &mut Ctx, globals: &[&'a Node]) -> Vec<&'a P
                 merged.push(p);
                 continue;
             }
-            if let Some(old) = earlier.iter().find(|o| o.key == p.key && o.key_loc.file != p.key_loc.file) {
+            if let Some(old) = earlier
+                .iter()
+                .find(|o| o.key == p.key && o.key_loc.file != p.key_loc.file)
+            {
                 cx.d.warn(
                     p.key_loc,
                     &p.key,
@@ -261,16 +264,29 @@ pub(crate) fn global(cx: &mut Ctx, props: Vec<&Prop>, loc: Loc) -> Global {
     };
 
     g.user = account(d, &mut o, "username", "uid", AccountKind::User, cx.as_root);
-    g.group = account(d, &mut o, "groupname", "gid", AccountKind::Group, cx.as_root);
+    g.group = account(
+        d,
+        &mut o,
+        "groupname",
+        "gid",
+        AccountKind::Group,
+        cx.as_root,
+    );
     if let Some(n) = o.get(d, "count-threads") {
-        g.count_threads = reader::number(d, "count-threads", n, 1, 1024).map_or(g.count_threads, |v| v as usize);
+        g.count_threads =
+            reader::number(d, "count-threads", n, 1, 1024).map_or(g.count_threads, |v| v as usize);
     }
     if let Some(n) = o.get(d, "server-string") {
         if let Some(s) = reader::string(d, "server-string", n) {
             if HeaderValue::from_str(&s).is_ok() {
                 g.server_string = s;
             } else {
-                d.error(n.loc, "server-string", "is not a valid header value", Some("use printable ASCII only".into()));
+                d.error(
+                    n.loc,
+                    "server-string",
+                    "is not a valid header value",
+                    Some("use printable ASCII only".into()),
+                );
             }
         }
     }
@@ -313,13 +329,16 @@ pub(crate) fn global(cx: &mut Ctx, props: Vec<&Prop>, loc: Loc) -> Global {
         g.strict_host = reader::boolean(d, "strict-host", n).unwrap_or(false);
     }
     if let Some(n) = o.get(d, "max-connections") {
-        g.max_connections = reader::number(d, "max-connections", n, 1, 10_000_000).map_or(g.max_connections, |v| v as usize);
+        g.max_connections = reader::number(d, "max-connections", n, 1, 10_000_000)
+            .map_or(g.max_connections, |v| v as usize);
     }
     if let Some(n) = o.get(d, "ws-broadcast-prefix") {
-        g.ws_broadcast_prefix = reader::string(d, "ws-broadcast-prefix", n).unwrap_or(g.ws_broadcast_prefix);
+        g.ws_broadcast_prefix =
+            reader::string(d, "ws-broadcast-prefix", n).unwrap_or(g.ws_broadcast_prefix);
     }
     if let Some(n) = o.get(d, "cgi-max-processes") {
-        g.cgi_max_processes = reader::number(d, "cgi-max-processes", n, 1, 1_000_000).map_or(g.cgi_max_processes, |v| v as usize);
+        g.cgi_max_processes = reader::number(d, "cgi-max-processes", n, 1, 1_000_000)
+            .map_or(g.cgi_max_processes, |v| v as usize);
     }
     if let Some(n) = o.get(d, "trusted-proxies") {
         for (s, loc) in reader::string_list(d, "trusted-proxies", n) {
@@ -329,13 +348,17 @@ pub(crate) fn global(cx: &mut Ctx, props: Vec<&Prop>, loc: Loc) -> Global {
                     loc,
                     "trusted-proxies",
                     format!("\"{s}\" is not an IP address or CIDR"),
-                    Some("write addresses like \"10.0.0.0/8\", \"192.0.2.1\" or \"2001:db8::/32\"".into()),
+                    Some(
+                        "write addresses like \"10.0.0.0/8\", \"192.0.2.1\" or \"2001:db8::/32\""
+                            .into(),
+                    ),
                 ),
             }
         }
     }
     if let Some(n) = o.get(d, "ws-broadcast") {
-        g.ws_broadcast = reader::nonempty(d, "ws-broadcast", n).and_then(|s| redis_url(d, n.loc, &s));
+        g.ws_broadcast =
+            reader::nonempty(d, "ws-broadcast", n).and_then(|s| redis_url(d, n.loc, &s));
     }
     if let Some(n) = o.get(d, "acme-dir") {
         g.acme_dir = reader::path(d, "acme-dir", n, &cx.base).unwrap_or(g.acme_dir);
@@ -347,10 +370,14 @@ pub(crate) fn global(cx: &mut Ctx, props: Vec<&Prop>, loc: Loc) -> Global {
         g.default_alpn = Some(alpn_list(d, "default-alpn", n));
     }
     if let Some(n) = o.get(d, "ip-limit-wsi") {
-        g.ip_limit_wsi = reader::number(d, "ip-limit-wsi", n, 0, u32::MAX as u64).filter(|v| *v > 0).map(|v| v as u32);
+        g.ip_limit_wsi = reader::number(d, "ip-limit-wsi", n, 0, u32::MAX as u64)
+            .filter(|v| *v > 0)
+            .map(|v| v as u32);
     }
     if let Some(n) = o.get(d, "ip-limit-ah") {
-        g.ip_limit_ah = reader::number(d, "ip-limit-ah", n, 0, u32::MAX as u64).filter(|v| *v > 0).map(|v| v as u32);
+        g.ip_limit_ah = reader::number(d, "ip-limit-ah", n, 0, u32::MAX as u64)
+            .filter(|v| *v > 0)
+            .map(|v| v as u32);
     }
     o.finish(d);
     g
@@ -364,14 +391,31 @@ enum AccountKind {
 
 /// `username`/`uid` (or `groupname`/`gid`). A name that does not exist on this
 /// machine keeps `id: None`; `validate.rs` decides whether that is an error.
-fn account(d: &mut Diags, o: &mut Obj, name_key: &str, id_key: &str, kind: AccountKind, as_root: bool) -> Option<Account> {
-    let by_name = o.get(d, name_key).and_then(|n| reader::nonempty(d, name_key, n).map(|s| (s, n.loc)));
-    let by_id = o.get(d, id_key).and_then(|n| reader::number(d, id_key, n, 0, u32::MAX as u64 - 1));
+fn account(
+    d: &mut Diags,
+    o: &mut Obj,
+    name_key: &str,
+    id_key: &str,
+    kind: AccountKind,
+    as_root: bool,
+) -> Option<Account> {
+    let by_name = o
+        .get(d, name_key)
+        .and_then(|n| reader::nonempty(d, name_key, n).map(|s| (s, n.loc)));
+    let by_id = o
+        .get(d, id_key)
+        .and_then(|n| reader::number(d, id_key, n, 0, u32::MAX as u64 - 1));
     match (by_name, by_id) {
         (Some((name, loc)), id) => {
             let looked_up = match kind {
-                AccountKind::User => nix::unistd::User::from_name(&name).ok().flatten().map(|u| u.uid.as_raw()),
-                AccountKind::Group => nix::unistd::Group::from_name(&name).ok().flatten().map(|g| g.gid.as_raw()),
+                AccountKind::User => nix::unistd::User::from_name(&name)
+                    .ok()
+                    .flatten()
+                    .map(|u| u.uid.as_raw()),
+                AccountKind::Group => nix::unistd::Group::from_name(&name)
+                    .ok()
+                    .flatten()
+                    .map(|g| g.gid.as_raw()),
             };
             if let (Some(id), Some(found)) = (id, looked_up)
                 && id as u32 != found
@@ -390,9 +434,21 @@ fn account(d: &mut Diags, o: &mut Obj, name_key: &str, id_key: &str, kind: Accou
                 };
                 let msg = format!("no {what} \"{name}\" exists on this machine");
                 if as_root {
-                    d.error(loc, name_key, msg, Some(format!("create the {what} (e.g. adduser --system {name}) or correct the name")));
+                    d.error(
+                        loc,
+                        name_key,
+                        msg,
+                        Some(format!(
+                            "create the {what} (e.g. adduser --system {name}) or correct the name"
+                        )),
+                    );
                 } else {
-                    d.warn(loc, name_key, format!("{msg}; ignored, since lwsws is not started as root"), None);
+                    d.warn(
+                        loc,
+                        name_key,
+                        format!("{msg}; ignored, since lwsws is not started as root"),
+                        None,
+                    );
                 }
             }
             Some(Account {
@@ -412,7 +468,10 @@ fn account(d: &mut Diags, o: &mut Obj, name_key: &str, id_key: &str, kind: Accou
 fn parse_status_line(s: &str) -> Option<(StatusCode, String)> {
     let s = s.trim();
     let (code, reason) = s.split_once(' ').unwrap_or((s, ""));
-    let status = code.parse::<u16>().ok().and_then(|c| StatusCode::from_u16(c).ok())?;
+    let status = code
+        .parse::<u16>()
+        .ok()
+        .and_then(|c| StatusCode::from_u16(c).ok())?;
     if !(100..=599).contains(&status.as_u16()) {
         return None;
     }
@@ -431,30 +490,51 @@ fn parse_cidr(s: &str) -> Option<ipnet::IpNet> {
 }
 
 fn redis_url(d: &mut Diags, loc: Loc, s: &str) -> Option<RedisUrl> {
-    const HINT: &str = "write redis://HOST:PORT[/DB], rediss://HOST:PORT[/DB] or redis+unix:///PATH";
+    const HINT: &str =
+        "write redis://HOST:PORT[/DB], rediss://HOST:PORT[/DB] or redis+unix:///PATH";
     let url = match url::Url::parse(s) {
         Ok(u) => u,
         Err(e) => {
-            d.error(loc, "ws-broadcast", format!("\"{s}\" is not a valid URL: {e}"), Some(HINT.into()));
+            d.error(
+                loc,
+                "ws-broadcast",
+                format!("\"{s}\" is not a valid URL: {e}"),
+                Some(HINT.into()),
+            );
             return None;
         }
     };
     let ok = match url.scheme() {
         "redis" | "rediss" => {
             if url.host_str().is_none_or(str::is_empty) {
-                d.error(loc, "ws-broadcast", "the URL has no host", Some(HINT.into()));
+                d.error(
+                    loc,
+                    "ws-broadcast",
+                    "the URL has no host",
+                    Some(HINT.into()),
+                );
                 return None;
             }
             let db = url.path().trim_start_matches('/');
             if !db.is_empty() && db.parse::<u32>().is_err() {
-                d.error(loc, "ws-broadcast", format!("\"{db}\" is not a database number"), Some(HINT.into()));
+                d.error(
+                    loc,
+                    "ws-broadcast",
+                    format!("\"{db}\" is not a database number"),
+                    Some(HINT.into()),
+                );
                 return None;
             }
             true
         }
         "redis+unix" => {
             if url.path().is_empty() || url.path() == "/" {
-                d.error(loc, "ws-broadcast", "the URL names no socket path", Some(HINT.into()));
+                d.error(
+                    loc,
+                    "ws-broadcast",
+                    "the URL names no socket path",
+                    Some(HINT.into()),
+                );
                 return None;
             }
             true
@@ -462,7 +542,12 @@ fn redis_url(d: &mut Diags, loc: Loc, s: &str) -> Option<RedisUrl> {
         _ => false,
     };
     if !ok {
-        d.error(loc, "ws-broadcast", format!("unsupported scheme \"{}\"", url.scheme()), Some(HINT.into()));
+        d.error(
+            loc,
+            "ws-broadcast",
+            format!("unsupported scheme \"{}\"", url.scheme()),
+            Some(HINT.into()),
+        );
         return None;
     }
     Some(RedisUrl { url })
@@ -474,7 +559,12 @@ fn alpn_list(d: &mut Diags, key: &str, n: &Node) -> Vec<Alpn> {
         match s.as_str() {
             "h2" => out.push(Alpn::H2),
             "http/1.1" => out.push(Alpn::Http11),
-            _ => d.error(loc, key, format!("unknown ALPN protocol \"{s}\""), Some("use \"h2\" and/or \"http/1.1\"".into())),
+            _ => d.error(
+                loc,
+                key,
+                format!("unknown ALPN protocol \"{s}\""),
+                Some("use \"h2\" and/or \"http/1.1\"".into()),
+            ),
         }
     }
     out
@@ -489,21 +579,41 @@ pub(crate) fn vhost(cx: &mut Ctx, node: &Node) -> Option<Vhost> {
     let name = match o.get(d, "name") {
         Some(n) => reader::nonempty(d, "name", n).map(|s| normalise_host(&s)),
         None => {
-            d.error(node.loc, "name", "every vhost needs a name", Some("add \"name\": \"example.com\"".into()));
+            d.error(
+                node.loc,
+                "name",
+                "every vhost needs a name",
+                Some("add \"name\": \"example.com\"".into()),
+            );
             None
         }
     };
-    let unix = o.get(d, "unix-socket").and_then(|n| reader::boolean(d, "unix-socket", n)).unwrap_or(false);
-    let interface = o.get(d, "interface").and_then(|n| reader::nonempty(d, "interface", n).map(|s| (s, n.loc)));
+    let unix = o
+        .get(d, "unix-socket")
+        .and_then(|n| reader::boolean(d, "unix-socket", n))
+        .unwrap_or(false);
+    let interface = o
+        .get(d, "interface")
+        .and_then(|n| reader::nonempty(d, "interface", n).map(|s| (s, n.loc)));
     let port_node = o.get(d, "port");
-    let noipv6 = o.get(d, "noipv6").and_then(|n| reader::boolean(d, "noipv6", n)).unwrap_or(false);
-    let ipv6only = o.get(d, "ipv6only").and_then(|n| reader::boolean(d, "ipv6only", n));
+    let noipv6 = o
+        .get(d, "noipv6")
+        .and_then(|n| reader::boolean(d, "noipv6", n))
+        .unwrap_or(false);
+    let ipv6only = o
+        .get(d, "ipv6only")
+        .and_then(|n| reader::boolean(d, "ipv6only", n));
     let perms = o.get(d, "unix-socket-perms").and_then(|n| {
         let s = reader::nonempty(d, "unix-socket-perms", n)?;
         match s.split_once(':') {
             Some((u, g)) if !u.is_empty() && !g.is_empty() => Some((u.to_string(), g.to_string())),
             _ => {
-                d.error(n.loc, "unix-socket-perms", format!("\"{s}\" is not user:group"), Some("write \"user:group\", e.g. \"www-data:www-data\"".into()));
+                d.error(
+                    n.loc,
+                    "unix-socket-perms",
+                    format!("\"{s}\" is not user:group"),
+                    Some("write \"user:group\", e.g. \"www-data:www-data\"".into()),
+                );
                 None
             }
         }
@@ -513,7 +623,12 @@ pub(crate) fn vhost(cx: &mut Ctx, node: &Node) -> Option<Vhost> {
         if let Some(p) = &port_node
             && reader::number(d, "port", p, 0, 65535).is_some_and(|v| v != 0)
         {
-            d.warn(p.loc, "port", "ignored for a Unix-socket vhost", Some("remove \"port\"".into()));
+            d.warn(
+                p.loc,
+                "port",
+                "ignored for a Unix-socket vhost",
+                Some("remove \"port\"".into()),
+            );
         }
         match interface {
             Some((path, _)) => Some(Listen::Unix {
@@ -521,13 +636,23 @@ pub(crate) fn vhost(cx: &mut Ctx, node: &Node) -> Option<Vhost> {
                 owner: perms,
             }),
             None => {
-                d.error(o.key_loc("unix-socket"), "interface", "a Unix-socket vhost needs the socket path in \"interface\"", Some("add \"interface\": \"/run/lwsws/site.sock\"".into()));
+                d.error(
+                    o.key_loc("unix-socket"),
+                    "interface",
+                    "a Unix-socket vhost needs the socket path in \"interface\"",
+                    Some("add \"interface\": \"/run/lwsws/site.sock\"".into()),
+                );
                 None
             }
         }
     } else {
         if perms.is_some() {
-            d.warn(o.key_loc("unix-socket-perms"), "unix-socket-perms", "only applies with \"unix-socket\": \"1\"", None);
+            d.warn(
+                o.key_loc("unix-socket-perms"),
+                "unix-socket-perms",
+                "only applies with \"unix-socket\": \"1\"",
+                None,
+            );
         }
         let port = match port_node {
             Some(n) => reader::number(d, "port", n, 1, 65535).map(|v| v as u16),
@@ -550,15 +675,28 @@ pub(crate) fn vhost(cx: &mut Ctx, node: &Node) -> Option<Vhost> {
         if let (Some(Interface::Addr(a)), IpFamily::V6Only) = (&interface, family)
             && a.is_ipv4()
         {
-            d.error(o.key_loc("ipv6only"), "ipv6only", "an IPv4 interface address cannot be IPv6-only", None);
+            d.error(
+                o.key_loc("ipv6only"),
+                "ipv6only",
+                "an IPv4 interface address cannot be IPv6-only",
+                None,
+            );
         }
-        port.map(|port| Listen::Tcp { port, interface, family })
+        port.map(|port| Listen::Tcp {
+            port,
+            interface,
+            family,
+        })
     };
 
     let defined_at = d.sources.describe_line(node.loc);
     let mut v = Vhost {
         name: name.clone().unwrap_or_default(),
-        listen: listen.clone().unwrap_or(Listen::Tcp { port: 0, interface: None, family: IpFamily::Both }),
+        listen: listen.clone().unwrap_or(Listen::Tcp {
+            port: 0,
+            interface: None,
+            family: IpFamily::Both,
+        }),
         defined_at,
         tls: None,
         acme: None,
@@ -587,27 +725,70 @@ pub(crate) fn vhost(cx: &mut Ctx, node: &Node) -> Option<Vhost> {
     };
 
     // TLS
-    let cert = o.get(d, "host-ssl-cert").and_then(|n| reader::path(d, "host-ssl-cert", n, &base));
-    let key = o.get(d, "host-ssl-key").and_then(|n| reader::path(d, "host-ssl-key", n, &base));
-    let ca = o.get(d, "host-ssl-ca").and_then(|n| reader::path(d, "host-ssl-ca", n, &base));
+    let cert = o
+        .get(d, "host-ssl-cert")
+        .and_then(|n| reader::path(d, "host-ssl-cert", n, &base));
+    let key = o
+        .get(d, "host-ssl-key")
+        .and_then(|n| reader::path(d, "host-ssl-key", n, &base));
+    let ca = o
+        .get(d, "host-ssl-ca")
+        .and_then(|n| reader::path(d, "host-ssl-ca", n, &base));
     let client_cert_required = flag(d, &mut o, "client-cert-required");
-    let ciphers = o.get(d, "ciphers").and_then(|n| reader::string(d, "ciphers", n));
-    let tls13_ciphers = o.get(d, "tls13-ciphers").and_then(|n| reader::string(d, "tls13-ciphers", n));
-    let ecdh_curve = o.get(d, "ecdh-curve").and_then(|n| reader::string(d, "ecdh-curve", n));
+    let ciphers = o
+        .get(d, "ciphers")
+        .and_then(|n| reader::string(d, "ciphers", n));
+    let tls13_ciphers = o
+        .get(d, "tls13-ciphers")
+        .and_then(|n| reader::string(d, "tls13-ciphers", n));
+    let ecdh_curve = o
+        .get(d, "ecdh-curve")
+        .and_then(|n| reader::string(d, "ecdh-curve", n));
     let ssl_option_set = ssl_options(d, &mut o, "ssl-option-set");
     let ssl_option_clear = ssl_options(d, &mut o, "ssl-option-clear");
     let acme = o.get(d, "acme").and_then(|n| acme(d, n, &base));
     match (cert, key) {
         (Some(cert), Some(key)) => {
-            v.tls = Some(Tls { cert, key, ca, client_cert_required, ciphers, tls13_ciphers, ecdh_curve, ssl_option_set, ssl_option_clear });
+            v.tls = Some(Tls {
+                cert,
+                key,
+                ca,
+                client_cert_required,
+                ciphers,
+                tls13_ciphers,
+                ecdh_curve,
+                ssl_option_set,
+                ssl_option_clear,
+            });
         }
-        (Some(_), None) => d.error(o.key_loc("host-ssl-cert"), "host-ssl-key", "a certificate without a key", Some("add \"host-ssl-key\" with the certificate's private key".into())),
-        (None, Some(_)) => d.error(o.key_loc("host-ssl-key"), "host-ssl-cert", "a key without a certificate", Some("add \"host-ssl-cert\" with the certificate chain".into())),
+        (Some(_), None) => d.error(
+            o.key_loc("host-ssl-cert"),
+            "host-ssl-key",
+            "a certificate without a key",
+            Some("add \"host-ssl-key\" with the certificate's private key".into()),
+        ),
+        (None, Some(_)) => d.error(
+            o.key_loc("host-ssl-key"),
+            "host-ssl-cert",
+            "a key without a certificate",
+            Some("add \"host-ssl-cert\" with the certificate chain".into()),
+        ),
         (None, None) => {
             if acme.is_none() {
-                for k in ["host-ssl-ca", "client-cert-required", "ciphers", "tls13-ciphers", "ecdh-curve"] {
+                for k in [
+                    "host-ssl-ca",
+                    "client-cert-required",
+                    "ciphers",
+                    "tls13-ciphers",
+                    "ecdh-curve",
+                ] {
                     if o.key_loc(k) != o.loc {
-                        d.warn(o.key_loc(k), k, "has no effect on a vhost without TLS", Some("add \"host-ssl-cert\" and \"host-ssl-key\", or remove it".into()));
+                        d.warn(
+                            o.key_loc(k),
+                            k,
+                            "has no effect on a vhost without TLS",
+                            Some("add \"host-ssl-cert\" and \"host-ssl-key\", or remove it".into()),
+                        );
                     }
                 }
             }
@@ -626,69 +807,144 @@ pub(crate) fn vhost(cx: &mut Ctx, node: &Node) -> Option<Vhost> {
     v.redirect_http = flag(d, &mut o, "redirect-http");
     v.allow_http_on_https = flag(d, &mut o, "allow-http-on-https");
     if v.redirect_http && v.allow_http_on_https {
-        d.error(o.key_loc("redirect-http"), "redirect-http", "cannot be on together with \"allow-http-on-https\"", Some("choose one way to treat plaintext on the TLS port".into()));
+        d.error(
+            o.key_loc("redirect-http"),
+            "redirect-http",
+            "cannot be on together with \"allow-http-on-https\"",
+            Some("choose one way to treat plaintext on the TLS port".into()),
+        );
     }
     if (v.redirect_http || v.allow_http_on_https) && !v.allow_non_tls {
-        let k = if v.redirect_http { "redirect-http" } else { "allow-http-on-https" };
-        d.warn(o.key_loc(k), k, "has no effect without \"allow-non-tls\": \"1\"", None);
+        let k = if v.redirect_http {
+            "redirect-http"
+        } else {
+            "allow-http-on-https"
+        };
+        d.warn(
+            o.key_loc(k),
+            k,
+            "has no effect without \"allow-non-tls\": \"1\"",
+            None,
+        );
     }
-    if let Some((k, n)) = o.get_alias(d, &["keeplive-timeout", "keepalive-timeout", "keepalive_timeout"]) {
+    if let Some((k, n)) = o.get_alias(
+        d,
+        &["keeplive-timeout", "keepalive-timeout", "keepalive_timeout"],
+    ) {
         v.keepalive_timeout = reader::seconds(d, k, n, 1).unwrap_or(v.keepalive_timeout);
     }
-    v.access_log = o.get(d, "access-log").and_then(|n| reader::path(d, "access-log", n, &base));
+    v.access_log = o
+        .get(d, "access-log")
+        .and_then(|n| reader::path(d, "access-log", n, &base));
     if let Some(n) = o.get(d, "headers") {
         for p in reader::pairs(d, "headers", n) {
-            match (HeaderName::from_bytes(p.name.as_bytes()), HeaderValue::from_str(&p.value)) {
+            match (
+                HeaderName::from_bytes(p.name.as_bytes()),
+                HeaderValue::from_str(&p.value),
+            ) {
                 (Ok(name), Ok(value)) => v.headers.push((name, value)),
-                (Err(_), _) => d.error(p.name_loc, "headers", format!("\"{}\" is not a valid header name", p.name), Some("use letters, digits and '-'".into())),
-                (_, Err(_)) => d.error(p.value_loc, "headers", format!("the value of \"{}\" is not a valid header value", p.name), Some("use printable characters without line breaks".into())),
+                (Err(_), _) => d.error(
+                    p.name_loc,
+                    "headers",
+                    format!("\"{}\" is not a valid header name", p.name),
+                    Some("use letters, digits and '-'".into()),
+                ),
+                (_, Err(_)) => d.error(
+                    p.value_loc,
+                    "headers",
+                    format!("the value of \"{}\" is not a valid header value", p.name),
+                    Some("use printable characters without line breaks".into()),
+                ),
             }
         }
     }
 
     // WebSocket
     if let Some(n) = o.get(d, "ws-origin-check") {
-        match reader::string(d, "ws-origin-check", n).as_deref().map(str::trim) {
+        match reader::string(d, "ws-origin-check", n)
+            .as_deref()
+            .map(str::trim)
+        {
             Some("same") => v.ws_origin_check = OriginCheck::Same,
             Some("trusted") => v.ws_origin_check = OriginCheck::Trusted,
             Some("off") => v.ws_origin_check = OriginCheck::Off,
-            Some(other) => d.error(n.loc, "ws-origin-check", format!("\"{other}\" is not an origin check mode"), Some("use \"same\", \"trusted\" or \"off\"".into())),
+            Some(other) => d.error(
+                n.loc,
+                "ws-origin-check",
+                format!("\"{other}\" is not an origin check mode"),
+                Some("use \"same\", \"trusted\" or \"off\"".into()),
+            ),
             None => {}
         }
     }
     if let Some(n) = o.get(d, "ws-trusted-origins") {
         for (s, loc) in reader::string_list(d, "ws-trusted-origins", n) {
             match url::Url::parse(&s) {
-                Ok(u) if u.has_host() => v.ws_trusted_origins.push(u.origin().ascii_serialization()),
-                _ => d.error(loc, "ws-trusted-origins", format!("\"{s}\" is not an origin"), Some("write origins as scheme://host[:port], e.g. \"https://example.com\"".into())),
+                Ok(u) if u.has_host() => {
+                    v.ws_trusted_origins.push(u.origin().ascii_serialization())
+                }
+                _ => d.error(
+                    loc,
+                    "ws-trusted-origins",
+                    format!("\"{s}\" is not an origin"),
+                    Some(
+                        "write origins as scheme://host[:port], e.g. \"https://example.com\""
+                            .into(),
+                    ),
+                ),
             }
         }
     }
     if v.ws_origin_check == OriginCheck::Trusted && v.ws_trusted_origins.is_empty() {
-        d.error(o.key_loc("ws-origin-check"), "ws-trusted-origins", "\"trusted\" origin check with no trusted origins refuses every browser", Some("list the allowed origins in \"ws-trusted-origins\"".into()));
+        d.error(
+            o.key_loc("ws-origin-check"),
+            "ws-trusted-origins",
+            "\"trusted\" origin check with no trusted origins refuses every browser",
+            Some("list the allowed origins in \"ws-trusted-origins\"".into()),
+        );
     }
     if let Some(n) = o.get(d, "ws-max-message-size") {
-        v.ws_max_message_size = reader::number(d, "ws-max-message-size", n, 125, 1 << 40).unwrap_or(v.ws_max_message_size);
+        v.ws_max_message_size = reader::number(d, "ws-max-message-size", n, 125, 1 << 40)
+            .unwrap_or(v.ws_max_message_size);
     }
     v.ws_allow_reserved_status_codes = flag(d, &mut o, "ws-allow-reserved-status-codes");
     if let Some(n) = o.get(d, "ws-deflate") {
         v.ws_deflate = reader::boolean(d, "ws-deflate", n).unwrap_or(true);
     }
     if let Some(n) = o.get(d, "ws-deflate-threshold") {
-        v.ws_deflate_threshold = reader::number(d, "ws-deflate-threshold", n, 0, u32::MAX as u64).unwrap_or(64);
+        v.ws_deflate_threshold =
+            reader::number(d, "ws-deflate-threshold", n, 0, u32::MAX as u64).unwrap_or(64);
     }
 
     // Raw vhosts
     v.listen_accept.apply = flag(d, &mut o, "apply-listen-accept") | flag(d, &mut o, "onlyraw");
     v.listen_accept.fallback = flag(d, &mut o, "fallback-listen-accept");
-    v.listen_accept.role = o.get(d, "listen-accept-role").and_then(|n| reader::nonempty(d, "listen-accept-role", n));
-    v.listen_accept.protocol = o.get(d, "listen-accept-protocol").and_then(|n| reader::nonempty(d, "listen-accept-protocol", n));
+    v.listen_accept.role = o
+        .get(d, "listen-accept-role")
+        .and_then(|n| reader::nonempty(d, "listen-accept-role", n));
+    v.listen_accept.protocol = o
+        .get(d, "listen-accept-protocol")
+        .and_then(|n| reader::nonempty(d, "listen-accept-protocol", n));
     if (v.listen_accept.apply || v.listen_accept.fallback) && v.listen_accept.role.is_none() {
-        let k = if v.listen_accept.apply { "apply-listen-accept" } else { "fallback-listen-accept" };
-        d.error(o.key_loc(k), "listen-accept-role", "a raw vhost needs a role", Some("add \"listen-accept-role\": \"raw-proxy\"".into()));
+        let k = if v.listen_accept.apply {
+            "apply-listen-accept"
+        } else {
+            "fallback-listen-accept"
+        };
+        d.error(
+            o.key_loc(k),
+            "listen-accept-role",
+            "a raw vhost needs a role",
+            Some("add \"listen-accept-role\": \"raw-proxy\"".into()),
+        );
     }
     if v.listen_accept.fallback && !v.allow_non_tls {
-        d.warn(o.key_loc("fallback-listen-accept"), "fallback-listen-accept", "has no effect without \"allow-non-tls\": \"1\"", None);
+        d.warn(
+            o.key_loc("fallback-listen-accept"),
+            "fallback-listen-accept",
+            "has no effect without \"allow-non-tls\": \"1\"",
+            None,
+        );
     }
 
     v.proxy_protocol = flag(d, &mut o, "proxy-protocol");
@@ -698,7 +954,12 @@ pub(crate) fn vhost(cx: &mut Ctx, node: &Node) -> Option<Vhost> {
             if s.starts_with('/') {
                 v.error_document_404 = Some(s);
             } else {
-                d.error(n.loc, "error-document-404", format!("\"{s}\" is not a URL path"), Some("write a path on this vhost, like \"/404.html\"".into()));
+                d.error(
+                    n.loc,
+                    "error-document-404",
+                    format!("\"{s}\" is not a URL path"),
+                    Some("write a path on this vhost, like \"/404.html\"".into()),
+                );
             }
         }
     }
@@ -724,14 +985,26 @@ pub(crate) fn vhost(cx: &mut Ctx, node: &Node) -> Option<Vhost> {
             }
         }
         if let Some(ca) = &tls.ca {
-            validate::check_path(d, o.key_loc("host-ssl-ca"), "host-ssl-ca", ca, Need::Readable);
+            validate::check_path(
+                d,
+                o.key_loc("host-ssl-ca"),
+                "host-ssl-ca",
+                ca,
+                Need::Readable,
+            );
         }
     }
     if let Some(ca) = v.acme.as_ref().and_then(|a| a.directory_ca.as_ref()) {
         validate::check_path(d, o.key_loc("acme"), "directory-ca", ca, Need::Readable);
     }
     if let Some(log) = &v.access_log {
-        validate::check_path(d, o.key_loc("access-log"), "access-log", log, Need::ParentDir);
+        validate::check_path(
+            d,
+            o.key_loc("access-log"),
+            "access-log",
+            log,
+            Need::ParentDir,
+        );
     }
 
     let mounts_node = o.get(d, "mounts");
@@ -761,14 +1034,18 @@ pub(crate) fn vhost(cx: &mut Ctx, node: &Node) -> Option<Vhost> {
 }
 
 fn flag(d: &mut Diags, o: &mut Obj, key: &str) -> bool {
-    o.get(d, key).and_then(|n| reader::boolean(d, key, n)).unwrap_or(false)
+    o.get(d, key)
+        .and_then(|n| reader::boolean(d, key, n))
+        .unwrap_or(false)
 }
 
 /// `ssl-option-set` / `-clear`: decimal or 0x-hex numbers, OR'ed over repeats.
 fn ssl_options(d: &mut Diags, o: &mut Obj, key: &str) -> u64 {
     let mut bits = 0;
     for n in o.get_all(key) {
-        let Some(s) = reader::string(d, key, n) else { continue };
+        let Some(s) = reader::string(d, key, n) else {
+            continue;
+        };
         let s = s.trim();
         let parsed = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
             Some(hex) => u64::from_str_radix(hex, 16),
@@ -776,7 +1053,15 @@ fn ssl_options(d: &mut Diags, o: &mut Obj, key: &str) -> u64 {
         };
         match parsed {
             Ok(v) => bits |= v,
-            Err(_) => d.error(n.loc, key, format!("\"{s}\" is not a number"), Some("write the SSL_OP_* value in decimal, e.g. \"268435456\" for SSL_OP_NO_TLSv1_1".into())),
+            Err(_) => d.error(
+                n.loc,
+                key,
+                format!("\"{s}\" is not a number"),
+                Some(
+                    "write the SSL_OP_* value in decimal, e.g. \"268435456\" for SSL_OP_NO_TLSv1_1"
+                        .into(),
+                ),
+            ),
         }
     }
     bits
@@ -797,36 +1082,62 @@ fn acme(d: &mut Diags, n: &Node, base: &Path) -> Option<Acme> {
             None
         }
     };
-    let email = o.get(d, "email").and_then(|e| reader::nonempty(d, "email", e));
+    let email = o
+        .get(d, "email")
+        .and_then(|e| reader::nonempty(d, "email", e));
     let challenge = match o.get(d, "challenge") {
         None => AcmeChallenge::Http01,
         Some(c) => match reader::string(d, "challenge", c).as_deref() {
             Some("http-01") => AcmeChallenge::Http01,
             Some("tls-alpn-01") => AcmeChallenge::TlsAlpn01,
             Some(other) => {
-                d.error(c.loc, "challenge", format!("unknown challenge \"{other}\""), Some("use \"http-01\" or \"tls-alpn-01\"".into()));
+                d.error(
+                    c.loc,
+                    "challenge",
+                    format!("unknown challenge \"{other}\""),
+                    Some("use \"http-01\" or \"tls-alpn-01\"".into()),
+                );
                 AcmeChallenge::Http01
             }
             None => AcmeChallenge::Http01,
         },
     };
-    let directory_ca = o.get(d, "directory-ca").and_then(|c| reader::path(d, "directory-ca", c, base));
+    let directory_ca = o
+        .get(d, "directory-ca")
+        .and_then(|c| reader::path(d, "directory-ca", c, base));
     o.finish(d);
-    Some(Acme { directory: directory?, email, challenge, directory_ca })
+    Some(Acme {
+        directory: directory?,
+        email,
+        challenge,
+        directory_ca,
+    })
 }
 
 /// `"ws-protocols": [{"name": {"pvo": "value"}}, …]`.
 fn ws_protocols(cx: &mut Ctx, n: &Node) -> Vec<ProtocolEntry> {
     let d = &mut cx.d;
     let NodeKind::Array(items) = &n.kind else {
-        d.error(n.loc, "ws-protocols", format!("expected a list of objects, found {}", n.type_name()), Some("write \"ws-protocols\": [{ \"protocol-name\": { \"option\": \"value\" } }]".into()));
+        d.error(
+            n.loc,
+            "ws-protocols",
+            format!("expected a list of objects, found {}", n.type_name()),
+            Some(
+                "write \"ws-protocols\": [{ \"protocol-name\": { \"option\": \"value\" } }]".into(),
+            ),
+        );
         return Vec::new();
     };
     let names: Vec<&str> = cx.protocols.iter().map(|p| p.name.as_str()).collect();
     let mut out: Vec<ProtocolEntry> = Vec::new();
     for item in items {
         let NodeKind::Object(props) = &item.kind else {
-            d.error(item.loc, "ws-protocols", format!("expected an object, found {}", item.type_name()), None);
+            d.error(
+                item.loc,
+                "ws-protocols",
+                format!("expected an object, found {}", item.type_name()),
+                None,
+            );
             continue;
         };
         for p in props {
@@ -839,42 +1150,91 @@ fn ws_protocols(cx: &mut Ctx, n: &Node) -> Vec<ProtocolEntry> {
                         format!("available protocols: {}", names.join(", "))
                     })
                 });
-                d.error(p.key_loc, "ws-protocols", format!("unknown protocol \"{}\"", p.key), hint);
+                d.error(
+                    p.key_loc,
+                    "ws-protocols",
+                    format!("unknown protocol \"{}\"", p.key),
+                    hint,
+                );
             }
             if let Some(first) = out.iter().find(|e| e.name == p.key) {
                 let _ = first;
-                d.error(p.key_loc, "ws-protocols", format!("protocol \"{}\" is enabled twice on this vhost", p.key), Some("merge its options into one entry".into()));
+                d.error(
+                    p.key_loc,
+                    "ws-protocols",
+                    format!("protocol \"{}\" is enabled twice on this vhost", p.key),
+                    Some("merge its options into one entry".into()),
+                );
                 continue;
             }
             let NodeKind::Object(pvo_props) = &p.value.kind else {
-                d.error(p.value.loc, "ws-protocols", format!("the options of \"{}\" must be an object, found {}", p.key, p.value.type_name()), Some(format!("write \"{}\": {{}} when it has no options", p.key)));
+                d.error(
+                    p.value.loc,
+                    "ws-protocols",
+                    format!(
+                        "the options of \"{}\" must be an object, found {}",
+                        p.key,
+                        p.value.type_name()
+                    ),
+                    Some(format!("write \"{}\": {{}} when it has no options", p.key)),
+                );
                 continue;
             };
             let mut pairs = Vec::new();
             reader::object_pairs(d, "ws-protocols", pvo_props, &mut pairs);
-            let mut entry = ProtocolEntry { name: p.key.clone(), default: false, raw: false, pvos: Vec::new() };
+            let mut entry = ProtocolEntry {
+                name: p.key.clone(),
+                default: false,
+                raw: false,
+                pvos: Vec::new(),
+            };
             for pair in pairs {
                 match pair.name.as_str() {
                     "default" | "raw" => {
-                        let node = Node { loc: pair.value_loc, kind: NodeKind::Str(pair.value.clone()) };
+                        let node = Node {
+                            loc: pair.value_loc,
+                            kind: NodeKind::Str(pair.value.clone()),
+                        };
                         let on = reader::boolean(d, &pair.name, &node).unwrap_or(false);
-                        if pair.name == "default" { entry.default = on } else { entry.raw = on }
+                        if pair.name == "default" {
+                            entry.default = on
+                        } else {
+                            entry.raw = on
+                        }
                         continue;
                     }
                     "basic-auth" | "auth-hmac-key-file" => {
                         let resolved = reader::resolve(&cx.base, &pair.value);
-                        validate::check_path(d, pair.value_loc, &pair.name, &resolved, Need::Readable);
-                        entry.pvos.push((pair.name, resolved.to_string_lossy().into_owned()));
+                        validate::check_path(
+                            d,
+                            pair.value_loc,
+                            &pair.name,
+                            &resolved,
+                            Need::Readable,
+                        );
+                        entry
+                            .pvos
+                            .push((pair.name, resolved.to_string_lossy().into_owned()));
                         continue;
                     }
                     _ => {}
                 }
                 if let Some(spec) = spec
                     && !COMMON_PVOS.contains(&pair.name.as_str())
-                    && !spec.pvos.iter().any(|k| *k == pair.name)
+                    && !spec.pvos.contains(&pair.name)
                 {
-                    let known: Vec<&str> = spec.pvos.iter().map(String::as_str).chain(COMMON_PVOS.iter().copied()).collect();
-                    d.warn(pair.name_loc, &pair.name, format!("option not known to protocol \"{}\"; it is ignored", p.key), did_you_mean(&pair.name, &known));
+                    let known: Vec<&str> = spec
+                        .pvos
+                        .iter()
+                        .map(String::as_str)
+                        .chain(COMMON_PVOS.iter().copied())
+                        .collect();
+                    d.warn(
+                        pair.name_loc,
+                        &pair.name,
+                        format!("option not known to protocol \"{}\"; it is ignored", p.key),
+                        did_you_mean(&pair.name, &known),
+                    );
                 }
                 entry.pvos.push((pair.name, pair.value));
             }
@@ -883,7 +1243,19 @@ fn ws_protocols(cx: &mut Ctx, n: &Node) -> Vec<ProtocolEntry> {
     }
     let defaults: Vec<&ProtocolEntry> = out.iter().filter(|e| e.default).collect();
     if defaults.len() > 1 {
-        d.error(n.loc, "ws-protocols", format!("more than one protocol is marked \"default\": {}", defaults.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(", ")), Some("mark one protocol \"default\": \"1\"".into()));
+        d.error(
+            n.loc,
+            "ws-protocols",
+            format!(
+                "more than one protocol is marked \"default\": {}",
+                defaults
+                    .iter()
+                    .map(|e| e.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Some("mark one protocol \"default\": \"1\"".into()),
+        );
     }
     out
 }
@@ -899,19 +1271,34 @@ fn mount(cx: &mut Ctx, node: &Node) -> Option<Mount> {
             if s.starts_with('/') {
                 Some(s)
             } else {
-                d.error(n.loc, "mountpoint", format!("\"{s}\" does not start with /"), Some(format!("write \"/{s}\"")));
+                d.error(
+                    n.loc,
+                    "mountpoint",
+                    format!("\"{s}\" does not start with /"),
+                    Some(format!("write \"/{s}\"")),
+                );
                 None
             }
         }),
         None => {
-            d.error(node.loc, "mountpoint", "every mount needs a mountpoint", Some("add \"mountpoint\": \"/\"".into()));
+            d.error(
+                node.loc,
+                "mountpoint",
+                "every mount needs a mountpoint",
+                Some("add \"mountpoint\": \"/\"".into()),
+            );
             None
         }
     };
     let origin = match o.get(d, "origin") {
         Some(n) => reader::nonempty(d, "origin", n).and_then(|s| origin(d, n.loc, &s, &base)),
         None => {
-            d.error(node.loc, "origin", "every mount needs an origin", Some("add e.g. \"origin\": \"file:///var/www/html\"".into()));
+            d.error(
+                node.loc,
+                "origin",
+                "every mount needs an origin",
+                Some("add e.g. \"origin\": \"file:///var/www/html\"".into()),
+            );
             None
         }
     };
@@ -931,7 +1318,11 @@ fn mount(cx: &mut Ctx, node: &Node) -> Option<Mount> {
         proxy_timeout: Duration::from_secs(60),
         protocol: None,
     };
-    m.default = o.get(d, "default").and_then(|n| reader::nonempty(d, "default", n)).map(|s| s.trim_start_matches('/').to_string()).filter(|s| !s.is_empty());
+    m.default = o
+        .get(d, "default")
+        .and_then(|n| reader::nonempty(d, "default", n))
+        .map(|s| s.trim_start_matches('/').to_string())
+        .filter(|s| !s.is_empty());
     if let Some(n) = o.get(d, "cache-max-age") {
         m.cache.max_age = reader::number(d, "cache-max-age", n, 0, u32::MAX as u64);
         m.cache.reuse = true;
@@ -953,22 +1344,48 @@ fn mount(cx: &mut Ctx, node: &Node) -> Option<Mount> {
                     }
                     let ext = p.name.trim_start_matches('.').to_ascii_lowercase();
                     if ext.is_empty() || ext.contains('/') {
-                        d.error(p.name_loc, "extra-mimetypes", format!("\"{}\" is not a file suffix", p.name), Some("write suffixes like \".zip\"".into()));
+                        d.error(
+                            p.name_loc,
+                            "extra-mimetypes",
+                            format!("\"{}\" is not a file suffix", p.name),
+                            Some("write suffixes like \".zip\"".into()),
+                        );
                     } else if !valid_mime(&p.value) {
-                        d.error(p.value_loc, "extra-mimetypes", format!("\"{}\" is not a MIME type", p.value), Some("write type/subtype, like \"application/zip\"".into()));
+                        d.error(
+                            p.value_loc,
+                            "extra-mimetypes",
+                            format!("\"{}\" is not a MIME type", p.value),
+                            Some("write type/subtype, like \"application/zip\"".into()),
+                        );
                     } else {
                         m.extra_mimetypes.push((ext, p.value));
                     }
                 }
             }
-            _ => d.error(n.loc, "extra-mimetypes", format!("expected an object, found {}", n.type_name()), Some("write \"extra-mimetypes\": { \".zip\": \"application/zip\" }".into())),
+            _ => d.error(
+                n.loc,
+                "extra-mimetypes",
+                format!("expected an object, found {}", n.type_name()),
+                Some("write \"extra-mimetypes\": { \".zip\": \"application/zip\" }".into()),
+            ),
         }
     }
-    m.basic_auth = o.get(d, "basic-auth").and_then(|n| reader::path(d, "basic-auth", n, &base));
+    m.basic_auth = o
+        .get(d, "basic-auth")
+        .and_then(|n| reader::path(d, "basic-auth", n, &base));
     if let Some(n) = o.get(d, "cgi-env") {
         for p in reader::pairs(d, "cgi-env", n) {
-            if p.name.is_empty() || p.name.contains('=') || p.name.contains('\0') || p.value.contains('\0') {
-                d.error(p.name_loc, "cgi-env", format!("\"{}\" is not a valid environment variable", p.name), Some("use a name without '=' or NUL".into()));
+            if p.name.is_empty()
+                || p.name.contains('=')
+                || p.name.contains('\0')
+                || p.value.contains('\0')
+            {
+                d.error(
+                    p.name_loc,
+                    "cgi-env",
+                    format!("\"{}\" is not a valid environment variable", p.name),
+                    Some("use a name without '=' or NUL".into()),
+                );
             } else {
                 m.cgi_env.push((p.name, p.value));
             }
@@ -978,16 +1395,23 @@ fn mount(cx: &mut Ctx, node: &Node) -> Option<Mount> {
         m.cgi_timeout = reader::seconds(d, "cgi-timeout", n, 1).unwrap_or(m.cgi_timeout);
     }
     if let Some(n) = o.get(d, "pmo") {
-        m.pmo = reader::pairs(d, "pmo", n).into_iter().map(|p| (p.name, p.value)).collect();
+        m.pmo = reader::pairs(d, "pmo", n)
+            .into_iter()
+            .map(|p| (p.name, p.value))
+            .collect();
     }
     if let Some(n) = o.get(d, "max-body-size") {
         m.max_body_size = reader::number(d, "max-body-size", n, 0, u64::MAX);
     }
-    m.proxy_ca = o.get(d, "proxy-ca").and_then(|n| reader::path(d, "proxy-ca", n, &base));
+    m.proxy_ca = o
+        .get(d, "proxy-ca")
+        .and_then(|n| reader::path(d, "proxy-ca", n, &base));
     if let Some(n) = o.get(d, "proxy-timeout-secs") {
         m.proxy_timeout = reader::seconds(d, "proxy-timeout-secs", n, 1).unwrap_or(m.proxy_timeout);
     }
-    m.protocol = o.get(d, "protocol").and_then(|n| reader::nonempty(d, "protocol", n));
+    m.protocol = o
+        .get(d, "protocol")
+        .and_then(|n| reader::nonempty(d, "protocol", n));
     for k in MOUNT_NO_EFFECT {
         if o.get(d, k).is_some() {
             no_effect(d, &mut cx.warned, o.key_loc(k), k);
@@ -1016,7 +1440,12 @@ fn mount(cx: &mut Ctx, node: &Node) -> Option<Mount> {
         only("default", is_file || is_cgi, d, &o);
         only("cgi-env", is_cgi, d, &o);
         only("cgi-timeout", is_cgi, d, &o);
-        only("proxy-ca", is_proxy && matches!(origin, Origin::Proxy(p) if p.tls), d, &o);
+        only(
+            "proxy-ca",
+            is_proxy && matches!(origin, Origin::Proxy(p) if p.tls),
+            d,
+            &o,
+        );
         only("proxy-timeout-secs", is_proxy, d, &o);
         only("extra-mimetypes", is_file, d, &o);
         only("pmo", matches!(origin, Origin::Callback(_)), d, &o);
@@ -1030,7 +1459,13 @@ fn mount(cx: &mut Ctx, node: &Node) -> Option<Mount> {
 
 fn valid_mime(s: &str) -> bool {
     match s.split_once('/') {
-        Some((t, st)) => !t.is_empty() && !st.is_empty() && HeaderValue::from_str(s).is_ok() && !s.contains(char::is_whitespace) || (s.contains(';') && HeaderValue::from_str(s).is_ok()),
+        Some((t, st)) => {
+            !t.is_empty()
+                && !st.is_empty()
+                && HeaderValue::from_str(s).is_ok()
+                && !s.contains(char::is_whitespace)
+                || (s.contains(';') && HeaderValue::from_str(s).is_ok())
+        }
         None => false,
     }
 }
@@ -1040,14 +1475,24 @@ fn origin(d: &mut Diags, loc: Loc, s: &str, base: &Path) -> Option<Origin> {
     const HINT: &str = "use file://DIR, cgi://PROGRAM, http://HOST[:PORT][/PATH], https://…, >https://URL (redirect) or callback://PROTOCOL";
     if let Some(rest) = s.strip_prefix("file://") {
         if rest.is_empty() {
-            d.error(loc, "origin", "file:// needs a directory", Some("write file:///var/www/html".into()));
+            d.error(
+                loc,
+                "origin",
+                "file:// needs a directory",
+                Some("write file:///var/www/html".into()),
+            );
             return None;
         }
         return Some(Origin::File(reader::resolve(base, rest)));
     }
     if let Some(rest) = s.strip_prefix("cgi://") {
         if rest.is_empty() {
-            d.error(loc, "origin", "cgi:// needs a program", Some("write cgi:///usr/lib/cgi-bin/program".into()));
+            d.error(
+                loc,
+                "origin",
+                "cgi:// needs a program",
+                Some("write cgi:///usr/lib/cgi-bin/program".into()),
+            );
             return None;
         }
         return Some(Origin::Cgi(reader::resolve(base, rest)));
@@ -1055,20 +1500,37 @@ fn origin(d: &mut Diags, loc: Loc, s: &str, base: &Path) -> Option<Origin> {
     if let Some(rest) = s.strip_prefix("callback://") {
         let name = rest.trim_end_matches('/');
         if name.is_empty() {
-            d.error(loc, "origin", "callback:// needs a protocol name", Some("write callback://lws-openmetrics".into()));
+            d.error(
+                loc,
+                "origin",
+                "callback:// needs a protocol name",
+                Some("write callback://lws-openmetrics".into()),
+            );
             return None;
         }
         return Some(Origin::Callback(name.to_string()));
     }
     if s.starts_with("gzip://") {
-        d.error(loc, "origin", "serving from zip archives is not supported", Some("unpack it and use file://".into()));
+        d.error(
+            loc,
+            "origin",
+            "serving from zip archives is not supported",
+            Some("unpack it and use file://".into()),
+        );
         return None;
     }
     if let Some(target) = s.strip_prefix('>') {
         return match url::Url::parse(target) {
-            Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.has_host() => Some(Origin::Redirect(target.to_string())),
+            Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.has_host() => {
+                Some(Origin::Redirect(target.to_string()))
+            }
             _ => {
-                d.error(loc, "origin", format!("\"{target}\" is not an http(s) URL to redirect to"), Some("write \">https://example.com/path\"".into()));
+                d.error(
+                    loc,
+                    "origin",
+                    format!("\"{target}\" is not an http(s) URL to redirect to"),
+                    Some("write \">https://example.com/path\"".into()),
+                );
                 None
             }
         };
@@ -1078,10 +1540,20 @@ fn origin(d: &mut Diags, loc: Loc, s: &str, base: &Path) -> Option<Origin> {
     } else if s.starts_with("http://") {
         false
     } else {
-        if s.starts_with('^') {
-            d.error(loc, "origin", format!("\"{s}\": redirects are written with '>'"), Some(format!("write \">{}\"", &s[1..])));
+        if let Some(rest) = s.strip_prefix('^') {
+            d.error(
+                loc,
+                "origin",
+                format!("\"{s}\": redirects are written with '>'"),
+                Some(format!("write \">{rest}\"")),
+            );
         } else {
-            d.error(loc, "origin", format!("unsupported origin \"{s}\""), Some(HINT.into()));
+            d.error(
+                loc,
+                "origin",
+                format!("unsupported origin \"{s}\""),
+                Some(HINT.into()),
+            );
         }
         return None;
     };
@@ -1093,19 +1565,38 @@ fn origin(d: &mut Diags, loc: Loc, s: &str, base: &Path) -> Option<Origin> {
             None => (unix, ""),
         };
         if !sock.starts_with('/') {
-            d.error(loc, "origin", format!("\"{sock}\" is not an absolute socket path"), Some("write http://unix:/run/app.sock:/prefix".into()));
+            d.error(
+                loc,
+                "origin",
+                format!("\"{sock}\" is not an absolute socket path"),
+                Some("write http://unix:/run/app.sock:/prefix".into()),
+            );
             return None;
         }
-        return Some(Origin::Proxy(ProxyOrigin { tls, target: ProxyTarget::Unix(PathBuf::from(sock)), path: prefix.trim_end_matches('/').to_string() }));
+        return Some(Origin::Proxy(ProxyOrigin {
+            tls,
+            target: ProxyTarget::Unix(PathBuf::from(sock)),
+            path: prefix.trim_end_matches('/').to_string(),
+        }));
     }
     match url::Url::parse(s) {
         Ok(u) if u.has_host() => {
             if u.username() != "" || u.password().is_some() {
-                d.error(loc, "origin", "credentials in a proxy origin are not supported", Some("remove user:password@ from the URL".into()));
+                d.error(
+                    loc,
+                    "origin",
+                    "credentials in a proxy origin are not supported",
+                    Some("remove user:password@ from the URL".into()),
+                );
                 return None;
             }
             if u.query().is_some() || u.fragment().is_some() {
-                d.error(loc, "origin", "a proxy origin cannot have a query or fragment", None);
+                d.error(
+                    loc,
+                    "origin",
+                    "a proxy origin cannot have a query or fragment",
+                    None,
+                );
                 return None;
             }
             let host = match u.host() {
@@ -1113,15 +1604,31 @@ fn origin(d: &mut Diags, loc: Loc, s: &str, base: &Path) -> Option<Origin> {
                 Some(h) => h.to_string(),
                 None => String::new(),
             };
-            let port = u.port_or_known_default().unwrap_or(if tls { 443 } else { 80 });
-            Some(Origin::Proxy(ProxyOrigin { tls, target: ProxyTarget::Tcp { host, port }, path: u.path().trim_end_matches('/').to_string() }))
+            let port = u
+                .port_or_known_default()
+                .unwrap_or(if tls { 443 } else { 80 });
+            Some(Origin::Proxy(ProxyOrigin {
+                tls,
+                target: ProxyTarget::Tcp { host, port },
+                path: u.path().trim_end_matches('/').to_string(),
+            }))
         }
         Ok(_) => {
-            d.error(loc, "origin", format!("\"{s}\" has no host"), Some(HINT.into()));
+            d.error(
+                loc,
+                "origin",
+                format!("\"{s}\" has no host"),
+                Some(HINT.into()),
+            );
             None
         }
         Err(e) => {
-            d.error(loc, "origin", format!("\"{s}\" is not a valid URL: {e}"), Some(HINT.into()));
+            d.error(
+                loc,
+                "origin",
+                format!("\"{s}\" is not a valid URL: {e}"),
+                Some(HINT.into()),
+            );
             None
         }
     }

@@ -71,11 +71,23 @@ impl<'s> Diags<'s> {
     }
 
     pub fn error(&mut self, loc: Loc, key: &str, message: impl Into<String>, hint: Option<String>) {
-        self.push(Severity::Error, self.sources.describe(loc), key, message, hint);
+        self.push(
+            Severity::Error,
+            self.sources.describe(loc),
+            key,
+            message,
+            hint,
+        );
     }
 
     pub fn warn(&mut self, loc: Loc, key: &str, message: impl Into<String>, hint: Option<String>) {
-        self.push(Severity::Warning, self.sources.describe(loc), key, message, hint);
+        self.push(
+            Severity::Warning,
+            self.sources.describe(loc),
+            key,
+            message,
+            hint,
+        );
     }
 
     /// A diagnostic about a place that has no position in a file (a directory).

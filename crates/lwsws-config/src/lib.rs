@@ -75,7 +75,14 @@ pub fn default_data_dir() -> PathBuf {
 /// Names in `conf.d/` that are skipped: editor and package-manager leftovers.
 fn skipped_name(name: &str) -> bool {
     const SUFFIXES: &[&str] = &[
-        "~", ".swp", ".bak", ".dpkg-old", ".dpkg-new", ".dpkg-dist", ".rpmnew", ".rpmsave",
+        "~",
+        ".swp",
+        ".bak",
+        ".dpkg-old",
+        ".dpkg-new",
+        ".dpkg-dist",
+        ".rpmnew",
+        ".rpmsave",
     ];
     name.starts_with('.') || SUFFIXES.iter().any(|s| name.ends_with(s))
 }
@@ -98,9 +105,17 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Loaded, ConfigError> {
     let mut paths = Vec::new();
     match std::fs::metadata(&conf) {
         Ok(m) if m.is_file() => paths.push(conf.clone()),
-        Ok(_) => early.push(fail(conf.display().to_string(), "is not a regular file".into(), "remove it or make it the global configuration file")),
+        Ok(_) => early.push(fail(
+            conf.display().to_string(),
+            "is not a regular file".into(),
+            "remove it or make it the global configuration file",
+        )),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => early.push(fail(conf.display().to_string(), e.to_string(), "make it readable")),
+        Err(e) => early.push(fail(
+            conf.display().to_string(),
+            e.to_string(),
+            "make it readable",
+        )),
     }
     match std::fs::read_dir(&confd) {
         Ok(entries) => {
@@ -117,15 +132,25 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Loaded, ConfigError> {
                         use std::os::unix::ffi::OsStrExt;
                         names.push((name.as_bytes().to_vec(), confd.join(&name)));
                     }
-                    Ok(_) => tracing::info!(file = %entry.path().display(), "skipping: not a regular file"),
-                    Err(e) => early.push(fail(entry.path().display().to_string(), e.to_string(), "remove the broken entry")),
+                    Ok(_) => {
+                        tracing::info!(file = %entry.path().display(), "skipping: not a regular file")
+                    }
+                    Err(e) => early.push(fail(
+                        entry.path().display().to_string(),
+                        e.to_string(),
+                        "remove the broken entry",
+                    )),
                 }
             }
             names.sort();
             paths.extend(names.into_iter().map(|(_, p)| p));
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => early.push(fail(confd.display().to_string(), e.to_string(), "make the directory readable")),
+        Err(e) => early.push(fail(
+            confd.display().to_string(),
+            e.to_string(),
+            "make the directory readable",
+        )),
     }
     if paths.is_empty() && early.is_empty() {
         early.push(fail(
@@ -140,9 +165,17 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Loaded, ConfigError> {
                 Ok(text) => {
                     sources.add(SourceFile::new(p.clone(), text));
                 }
-                Err(e) => early.push(fail(p.display().to_string(), format!("not valid UTF-8 at byte {}", e.utf8_error().valid_up_to()), "save the file as UTF-8")),
+                Err(e) => early.push(fail(
+                    p.display().to_string(),
+                    format!("not valid UTF-8 at byte {}", e.utf8_error().valid_up_to()),
+                    "save the file as UTF-8",
+                )),
             },
-            Err(e) => early.push(fail(p.display().to_string(), e.to_string(), "make the file readable")),
+            Err(e) => early.push(fail(
+                p.display().to_string(),
+                e.to_string(),
+                "make the file readable",
+            )),
         }
     }
 
@@ -156,7 +189,15 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Loaded, ConfigError> {
         match jsonc::parse(&f.text, i, &ddir) {
             Ok(Some(n)) => trees.push(n),
             Ok(None) => {}
-            Err(e) => d.error(Loc { file: i, offset: e.offset }, "", format!("syntax error: {}", e.message), Some("fix the JSON syntax".into())),
+            Err(e) => d.error(
+                Loc {
+                    file: i,
+                    offset: e.offset,
+                },
+                "",
+                format!("syntax error: {}", e.message),
+                Some("fix the JSON syntax".into()),
+            ),
         }
     }
 
@@ -166,7 +207,9 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Loaded, ConfigError> {
     let mut globals: Vec<&Node> = Vec::new();
     let mut vhost_nodes: Vec<&Node> = Vec::new();
     for t in &trees {
-        let Some(mut top) = reader::Obj::from_node(&mut cx.d, t, "", "top-level", convert::TOP_KEYS) else {
+        let Some(mut top) =
+            reader::Obj::from_node(&mut cx.d, t, "", "top-level", convert::TOP_KEYS)
+        else {
             continue;
         };
         if let Some(g) = top.get(&mut cx.d, "global") {
@@ -175,7 +218,12 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Loaded, ConfigError> {
         if let Some(v) = top.get(&mut cx.d, "vhosts") {
             match &v.kind {
                 NodeKind::Array(items) => vhost_nodes.extend(items.iter()),
-                _ => cx.d.error(v.loc, "vhosts", format!("expected a list of vhosts, found {}", v.type_name()), Some("write \"vhosts\": [ { … } ]".into())),
+                _ => cx.d.error(
+                    v.loc,
+                    "vhosts",
+                    format!("expected a list of vhosts, found {}", v.type_name()),
+                    Some("write \"vhosts\": [ { … } ]".into()),
+                ),
             }
         }
         top.finish(&mut cx.d);
@@ -196,7 +244,13 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Loaded, ConfigError> {
     let mut d = cx.into_diags();
     validate::across_vhosts(&mut d, &vhosts, &locs);
     if vhosts.is_empty() && !d.has_errors() {
-        d.push(Severity::Error, dir.display().to_string(), "vhosts", "no vhost is configured", Some("add a file with \"vhosts\": [ … ] to conf.d/".into()));
+        d.push(
+            Severity::Error,
+            dir.display().to_string(),
+            "vhosts",
+            "no vhost is configured",
+            Some("add a file with \"vhosts\": [ … ] to conf.d/".into()),
+        );
     }
     root_warning(&mut d, &global, dir, opts.as_root);
 
@@ -214,6 +268,15 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Loaded, ConfigError> {
 /// Started as root without `username`: say so at every start and from `--check`.
 fn root_warning(d: &mut Diags, g: &Global, dir: &Path, as_root: bool) {
     if as_root && g.user.is_none() {
-        d.push(Severity::Warning, dir.display().to_string(), "username", "workers will run as root; set username/groupname", Some("add \"username\": \"lwsws\" and \"groupname\": \"lwsws\" to the global section".into()));
+        d.push(
+            Severity::Warning,
+            dir.display().to_string(),
+            "username",
+            "workers will run as root; set username/groupname",
+            Some(
+                "add \"username\": \"lwsws\" and \"groupname\": \"lwsws\" to the global section"
+                    .into(),
+            ),
+        );
     }
 }

@@ -30,11 +30,17 @@ fn pairs(list: &[(String, String)]) -> Value {
     for (k, v) in list {
         m.insert(k.clone(), Value::String(v.clone()));
     }
-    Value::Array(if m.is_empty() { vec![] } else { vec![Value::Object(m)] })
+    Value::Array(if m.is_empty() {
+        vec![]
+    } else {
+        vec![Value::Object(m)]
+    })
 }
 
 fn alpn(list: Option<&Vec<Alpn>>) -> Value {
-    list.map_or(Value::Null, |l| json!(l.iter().map(|a| a.as_str()).collect::<Vec<_>>()))
+    list.map_or(Value::Null, |l| {
+        json!(l.iter().map(|a| a.as_str()).collect::<Vec<_>>())
+    })
 }
 
 fn global(g: &Global) -> Value {
@@ -43,7 +49,12 @@ fn global(g: &Global) -> Value {
     let reject: Map<String, Value> = g
         .reject_service_keywords
         .iter()
-        .map(|r| (r.keyword.clone(), Value::String(format!("{} {}", r.status.as_u16(), r.reason))))
+        .map(|r| {
+            (
+                r.keyword.clone(),
+                Value::String(format!("{} {}", r.status.as_u16(), r.reason)),
+            )
+        })
         .collect();
     json!({
         "username": name(&g.user),
@@ -74,7 +85,11 @@ fn global(g: &Global) -> Value {
 
 fn vhost(v: &Vhost) -> Value {
     let (port, interface, unix, perms, noipv6, ipv6only) = match &v.listen {
-        Listen::Tcp { port, interface, family } => (
+        Listen::Tcp {
+            port,
+            interface,
+            family,
+        } => (
             json!(port),
             match interface {
                 Some(Interface::Addr(a)) => json!(a.to_string()),
@@ -84,13 +99,19 @@ fn vhost(v: &Vhost) -> Value {
             false,
             Value::Null,
             *family == IpFamily::V4Only,
-            if *family == IpFamily::V6Only { json!(true) } else { Value::Null },
+            if *family == IpFamily::V6Only {
+                json!(true)
+            } else {
+                Value::Null
+            },
         ),
         Listen::Unix { path: p, owner } => (
             Value::Null,
             path(p),
             true,
-            owner.as_ref().map_or(Value::Null, |(u, g)| json!(format!("{u}:{g}"))),
+            owner
+                .as_ref()
+                .map_or(Value::Null, |(u, g)| json!(format!("{u}:{g}"))),
             false,
             Value::Null,
         ),
@@ -99,7 +120,12 @@ fn vhost(v: &Vhost) -> Value {
     let headers: Map<String, Value> = v
         .headers
         .iter()
-        .map(|(k, val)| (k.as_str().to_string(), Value::String(String::from_utf8_lossy(val.as_bytes()).into_owned())))
+        .map(|(k, val)| {
+            (
+                k.as_str().to_string(),
+                Value::String(String::from_utf8_lossy(val.as_bytes()).into_owned()),
+            )
+        })
         .collect();
     json!({
         "name": v.name,
@@ -155,13 +181,19 @@ fn vhost(v: &Vhost) -> Value {
 /// A pvo whose name suggests a secret is not printed.
 fn secret_name(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
-    ["password", "passwd", "secret", "token"].iter().any(|s| n.contains(s))
+    ["password", "passwd", "secret", "token"]
+        .iter()
+        .any(|s| n.contains(s))
 }
 
 fn protocol(p: &ProtocolEntry) -> Value {
     let mut pvos = Map::new();
     for (k, v) in &p.pvos {
-        let v = if secret_name(k) { "<redacted>".to_string() } else { v.clone() };
+        let v = if secret_name(k) {
+            "<redacted>".to_string()
+        } else {
+            v.clone()
+        };
         match pvos.get_mut(k) {
             Some(Value::Array(list)) => list.push(Value::String(v)),
             Some(existing) => *existing = json!([existing.clone(), v]),
@@ -191,9 +223,15 @@ pub fn origin_string(o: &Origin) -> String {
         Origin::Proxy(p) => {
             let scheme = if p.tls { "https" } else { "http" };
             match &p.target {
-                ProxyTarget::Tcp { host, port } if host.contains(':') => format!("{scheme}://[{host}]:{port}{}", p.path),
+                ProxyTarget::Tcp { host, port } if host.contains(':') => {
+                    format!("{scheme}://[{host}]:{port}{}", p.path)
+                }
                 ProxyTarget::Tcp { host, port } => format!("{scheme}://{host}:{port}{}", p.path),
-                ProxyTarget::Unix(sock) => format!("{scheme}://unix:{}:{}", sock.display(), if p.path.is_empty() { "/" } else { &p.path }),
+                ProxyTarget::Unix(sock) => format!(
+                    "{scheme}://unix:{}:{}",
+                    sock.display(),
+                    if p.path.is_empty() { "/" } else { &p.path }
+                ),
             }
         }
     }

@@ -12,7 +12,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Keys that may repeat inside one object; their values accumulate.
-const REPEATABLE: &[&str] = &["ssl-option-set", "ssl-option-clear", "filespath", "plugin-dir"];
+const REPEATABLE: &[&str] = &[
+    "ssl-option-set",
+    "ssl-option-clear",
+    "filespath",
+    "plugin-dir",
+];
 
 /// One JSON object being read.
 pub(crate) struct Obj<'a> {
@@ -44,7 +49,10 @@ impl<'a> Obj<'a> {
                 d.error(
                     node.loc,
                     key,
-                    format!("expected an object {{…}} for the {what}, found {}", node.type_name()),
+                    format!(
+                        "expected an object {{…}} for the {what}, found {}",
+                        node.type_name()
+                    ),
                     None,
                 );
                 None
@@ -97,7 +105,11 @@ impl<'a> Obj<'a> {
     }
 
     /// The value under the first of several spellings of one key.
-    pub fn get_alias(&mut self, d: &mut Diags, keys: &[&'static str]) -> Option<(&'static str, &'a Node)> {
+    pub fn get_alias(
+        &mut self,
+        d: &mut Diags,
+        keys: &[&'static str],
+    ) -> Option<(&'static str, &'a Node)> {
         let mut found: Option<(&'static str, &'a Node)> = None;
         for k in keys {
             if let Some(n) = self.get(d, k) {
@@ -155,7 +167,12 @@ impl<'a> Obj<'a> {
                     self.what
                 ))
             });
-            d.error(p.key_loc, &p.key, format!("unknown {} key", self.what), hint);
+            d.error(
+                p.key_loc,
+                &p.key,
+                format!("unknown {} key", self.what),
+                hint,
+            );
         }
     }
 }
@@ -166,7 +183,12 @@ pub(crate) fn string(d: &mut Diags, key: &str, n: &Node) -> Option<String> {
         NodeKind::Str(s) => Some(s.clone()),
         NodeKind::Number(s) => Some(s.clone()),
         _ => {
-            d.error(n.loc, key, format!("expected a string, found {}", n.type_name()), None);
+            d.error(
+                n.loc,
+                key,
+                format!("expected a string, found {}", n.type_name()),
+                None,
+            );
             None
         }
     }
@@ -218,11 +240,21 @@ pub(crate) fn number(d: &mut Diags, key: &str, n: &Node, min: u64, max: u64) -> 
     match text.parse::<u64>() {
         Ok(v) if (min..=max).contains(&v) => Some(v),
         Ok(_) => {
-            d.error(n.loc, key, format!("{} is out of range", show(n)), Some(hint));
+            d.error(
+                n.loc,
+                key,
+                format!("{} is out of range", show(n)),
+                Some(hint),
+            );
             None
         }
         Err(_) => {
-            d.error(n.loc, key, format!("{} is not a whole number", show(n)), Some(hint));
+            d.error(
+                n.loc,
+                key,
+                format!("{} is not a whole number", show(n)),
+                Some(hint),
+            );
             None
         }
     }
@@ -304,7 +336,10 @@ pub(crate) fn pairs(d: &mut Diags, key: &str, n: &Node) -> Vec<Pair> {
             d.error(
                 item.loc,
                 key,
-                format!("expected an object {{\"name\": \"value\"}}, found {}", item.type_name()),
+                format!(
+                    "expected an object {{\"name\": \"value\"}}, found {}",
+                    item.type_name()
+                ),
                 None,
             );
             continue;
@@ -332,7 +367,9 @@ pub(crate) fn object_pairs(d: &mut Diags, key: &str, props: &[Prop], out: &mut V
             );
             continue;
         }
-        if let (true, NodeKind::Array(items)) = (REPEATABLE.contains(&p.key.as_str()), &p.value.kind) {
+        if let (true, NodeKind::Array(items)) =
+            (REPEATABLE.contains(&p.key.as_str()), &p.value.kind)
+        {
             for item in items {
                 if let Some(value) = string(d, &p.key, item) {
                     out.push(Pair {

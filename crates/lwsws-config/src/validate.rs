@@ -28,7 +28,10 @@ pub(crate) fn check_path(d: &mut Diags, loc: Loc, key: &str, path: &Path, need: 
             Some(parent) if parent.is_dir() => None,
             Some(parent) => Some((
                 format!("the directory {} does not exist", parent.display()),
-                format!("create it (e.g. mkdir -p {}) or choose another path", parent.display()),
+                format!(
+                    "create it (e.g. mkdir -p {}) or choose another path",
+                    parent.display()
+                ),
             )),
             None => None,
         },
@@ -109,7 +112,11 @@ pub(crate) fn across_vhosts(d: &mut Diags, vhosts: &[Vhost], locs: &[Loc]) {
                 d.error(
                     locs[i],
                     "name",
-                    format!("vhost \"{}\" is defined twice on {}; first at {first}", v.name, describe_listen(&v.listen)),
+                    format!(
+                        "vhost \"{}\" is defined twice on {}; first at {first}",
+                        v.name,
+                        describe_listen(&v.listen)
+                    ),
                     Some("remove one of them, or give them different names or ports".into()),
                 );
             }
@@ -146,9 +153,18 @@ pub(crate) fn across_vhosts(d: &mut Diags, vhosts: &[Vhost], locs: &[Loc]) {
 /// Whether two vhosts share a listening socket.
 pub fn same_listener(a: &Listen, b: &Listen) -> bool {
     match (a, b) {
-        (Listen::Tcp { port: p, interface: i, family: f }, Listen::Tcp { port: q, interface: j, family: g }) => {
-            p == q && i == j && f == g
-        }
+        (
+            Listen::Tcp {
+                port: p,
+                interface: i,
+                family: f,
+            },
+            Listen::Tcp {
+                port: q,
+                interface: j,
+                family: g,
+            },
+        ) => p == q && i == j && f == g,
         (Listen::Unix { path: p, .. }, Listen::Unix { path: q, .. }) => p == q,
         _ => false,
     }
@@ -157,9 +173,21 @@ pub fn same_listener(a: &Listen, b: &Listen) -> bool {
 /// `port 80`, `port 80 on eth0`, `unix socket /run/x.sock`.
 pub fn describe_listen(l: &Listen) -> String {
     match l {
-        Listen::Tcp { port, interface: None, .. } => format!("port {port}"),
-        Listen::Tcp { port, interface: Some(crate::types::Interface::Addr(a)), .. } => format!("port {port} on {a}"),
-        Listen::Tcp { port, interface: Some(crate::types::Interface::Name(n)), .. } => format!("port {port} on {n}"),
+        Listen::Tcp {
+            port,
+            interface: None,
+            ..
+        } => format!("port {port}"),
+        Listen::Tcp {
+            port,
+            interface: Some(crate::types::Interface::Addr(a)),
+            ..
+        } => format!("port {port} on {a}"),
+        Listen::Tcp {
+            port,
+            interface: Some(crate::types::Interface::Name(n)),
+            ..
+        } => format!("port {port} on {n}"),
         Listen::Unix { path, .. } => format!("unix socket {}", path.display()),
     }
 }

@@ -42,7 +42,10 @@ impl Router {
         let mut listeners: Vec<ListenerRoutes> = Vec::new();
         for (i, v) in config.vhosts.iter().enumerate() {
             let tls = v.tls.is_some() || v.acme.is_some();
-            match listeners.iter_mut().find(|l| same_listener(&l.listen, &v.listen)) {
+            match listeners
+                .iter_mut()
+                .find(|l| same_listener(&l.listen, &v.listen))
+            {
                 Some(l) => l.vhosts.push(i),
                 None => listeners.push(ListenerRoutes {
                     listen: v.listen.clone(),
@@ -67,7 +70,9 @@ impl Router {
 
     /// Index of the listener whose address is `listen`.
     pub fn listener_index(&self, listen: &Listen) -> Option<usize> {
-        self.listeners.iter().position(|l| same_listener(&l.listen, listen))
+        self.listeners
+            .iter()
+            .position(|l| same_listener(&l.listen, listen))
     }
 
     /// The vhost for a request on `listener` with `Host` header `host`.
@@ -147,7 +152,7 @@ fn mount_table(v: &Vhost) -> Vec<(String, usize)> {
         .enumerate()
         .map(|(i, m)| (m.mountpoint.trim_end_matches('/').to_string(), i))
         .collect();
-    t.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+    t.sort_by_key(|m| std::cmp::Reverse(m.0.len()));
     t
 }
 

@@ -1,9 +1,7 @@
 //! Router tests on configurations built in memory.
 
 use super::*;
-use lwsws_config::{
-    CachePolicy, Global, IpFamily, ListenAccept, Mount, Origin, OriginCheck,
-};
+use lwsws_config::{CachePolicy, Global, IpFamily, ListenAccept, Mount, Origin, OriginCheck};
 use std::time::Duration;
 
 fn mount(mp: &str) -> Mount {
@@ -28,7 +26,11 @@ fn mount(mp: &str) -> Mount {
 fn vhost(name: &str, port: u16, mounts: &[&str]) -> Vhost {
     Vhost {
         name: name.into(),
-        listen: Listen::Tcp { port, interface: None, family: IpFamily::Both },
+        listen: Listen::Tcp {
+            port,
+            interface: None,
+            family: IpFamily::Both,
+        },
         defined_at: String::new(),
         tls: None,
         acme: None,
@@ -89,7 +91,11 @@ fn config(vhosts: Vec<Vhost>, strict: bool) -> Config {
 #[test]
 fn groups_vhosts_by_listener() {
     let r = Router::new(&config(
-        vec![vhost("a", 80, &[]), vhost("b", 81, &[]), vhost("c", 80, &[])],
+        vec![
+            vhost("a", 80, &[]),
+            vhost("b", 81, &[]),
+            vhost("c", 80, &[]),
+        ],
         false,
     ));
     assert_eq!(r.listeners().len(), 2);
@@ -100,7 +106,11 @@ fn groups_vhosts_by_listener() {
 #[test]
 fn host_matching_rules() {
     let r = Router::new(&config(
-        vec![vhost("first.test", 80, &[]), vhost("b.test", 80, &[]), vhost("*.wild.test", 80, &[])],
+        vec![
+            vhost("first.test", 80, &[]),
+            vhost("b.test", 80, &[]),
+            vhost("*.wild.test", 80, &[]),
+        ],
         false,
     ));
     assert_eq!(r.select_vhost(0, Some("b.test"), None), Ok(1));
@@ -119,29 +129,47 @@ fn host_matching_rules() {
 
 #[test]
 fn strict_host_gives_misdirected() {
-    let r = Router::new(&config(vec![vhost("a", 80, &[]), vhost("b", 80, &[])], true));
-    assert_eq!(r.select_vhost(0, Some("zzz"), None), Err(NoVhost::Misdirected));
+    let r = Router::new(&config(
+        vec![vhost("a", 80, &[]), vhost("b", 80, &[])],
+        true,
+    ));
+    assert_eq!(
+        r.select_vhost(0, Some("zzz"), None),
+        Err(NoVhost::Misdirected)
+    );
     assert_eq!(r.select_vhost(0, Some("b"), None), Ok(1));
     let mut v = vhost("a", 80, &[]);
     v.strict_host_check = true;
     let r = Router::new(&config(vec![v, vhost("b", 80, &[])], false));
-    assert_eq!(r.select_vhost(0, Some("zzz"), None), Err(NoVhost::Misdirected));
+    assert_eq!(
+        r.select_vhost(0, Some("zzz"), None),
+        Err(NoVhost::Misdirected)
+    );
 }
 
 #[test]
 fn sni_and_host_must_agree() {
-    let r = Router::new(&config(vec![vhost("a", 443, &[]), vhost("b", 443, &[])], false));
+    let r = Router::new(&config(
+        vec![vhost("a", 443, &[]), vhost("b", 443, &[])],
+        false,
+    ));
     assert_eq!(r.select_sni(0, Some("b")), Some(1));
     assert_eq!(r.select_sni(0, Some("unknown")), Some(0));
     assert_eq!(r.select_sni(0, None), Some(0));
-    assert_eq!(r.select_vhost(0, Some("a"), Some(1)), Err(NoVhost::Misdirected));
+    assert_eq!(
+        r.select_vhost(0, Some("a"), Some(1)),
+        Err(NoVhost::Misdirected)
+    );
     assert_eq!(r.select_vhost(0, Some("b"), Some(1)), Ok(1));
     assert_eq!(r.select_vhost(0, Some("other"), Some(1)), Ok(1));
 }
 
 #[test]
 fn longest_mount_on_segment_boundary() {
-    let r = Router::new(&config(vec![vhost("a", 80, &["/", "/foo", "/foo/bar/"])], false));
+    let r = Router::new(&config(
+        vec![vhost("a", 80, &["/", "/foo", "/foo/bar/"])],
+        false,
+    ));
     assert_eq!(r.select_mount(0, "/foo"), Some((1, "")));
     assert_eq!(r.select_mount(0, "/foo/"), Some((1, "/")));
     assert_eq!(r.select_mount(0, "/foo/x"), Some((1, "/x")));

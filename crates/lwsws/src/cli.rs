@@ -1,0 +1,117 @@
+//! Command line (SPEC §1), log set-up, daemon mode and stop signals.
+
+use clap::Parser;
+use std::path::PathBuf;
+use tracing_subscriber::filter::LevelFilter;
+
+/// Exit statuses (SPEC §1).
+pub mod exit {
+    pub const CONFIG: u8 = 1;
+    pub const STARTUP: u8 = 3;
+}
+
+/// lwsws: web server for static sites, CGI, reverse proxies and WebSocket protocols.
+#[derive(Debug, Parser)]
+#[command(name = "lwsws", version, about)]
+pub struct Cli {
+    /// Configuration directory (holds `conf` and `conf.d/`).
+    #[arg(
+        short = 'c',
+        long = "config-dir",
+        value_name = "DIR",
+        default_value = "/etc/lwsws"
+    )]
+    pub config_dir: PathBuf,
+
+    /// Log level: libwebsockets bitfield (1 err, 2 warn, 4 notice, 8 info, 16 debug)
+    /// or error, warn, info, debug, trace.
+    #[arg(short = 'd', value_name = "LEVEL", default_value = "7", value_parser = parse_level)]
+    pub log_level: LevelFilter,
+
+    /// Detach from the terminal (classic init scripts; not under systemd).
+    #[arg(short = 'D', long = "daemon")]
+    pub daemon: bool,
+
+    /// Read and validate the whole configuration, then exit.
+    #[arg(long, conflicts_with = "print_config")]
+    pub check: bool,
+
+    /// Print the merged, validated configuration with every default filled in.
+    #[arg(long = "print-config")]
+    pub print_config: bool,
+}
+
+/// `-d`: the libwebsockets bitfield or a level name.
+fn parse_level(s: &str) -> Result<LevelFilter, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "error" | "err" => return Ok(LevelFilter::ERROR),
+        "warn" | "warning" => return Ok(LevelFilter::WARN),
+        "notice" | "info" => return Ok(LevelFilter::INFO),
+        "debug" => return Ok(LevelFilter::DEBUG),
+        "trace" => return Ok(LevelFilter::TRACE),
+        "off" | "none" => return Ok(LevelFilter::OFF),
+        _ => {}
+    }
+    let bits: u32 = s.parse().map_err(|_| {
+        format!("\"{s}\" is not a log level: use a bitfield like 7 or 15, or error, warn, info, debug, trace")
+    })?;
+    // The highest bit set decides; notice (4) and info (8) both map to INFO.
+    Ok(match bits {
+        0 => LevelFilter::OFF,
+        1 => LevelFilter::ERROR,
+        2..=3 => LevelFilter::WARN,
+        4..=15 => LevelFilter::INFO,
+        16..=31 => LevelFilter::DEBUG,
+        _ => LevelFilter::TRACE,
+    })
+}
+
+/// Logs to stderr through `tracing`; colours only on a terminal without `NO_COLOR`.
+pub fn init_logging(level: LevelFilter) {
+    use std::io::IsTerminal;
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .with_max_level(level)
+        .with_target(false)
+        .init();
+}
+
+/// `-D`: fork into the background, new session, stdin and stdout on /dev/null.
+/// Stderr is kept, so the caller decides where the log goes.
+pub fn daemonize() -> nix::Result<()> {
+    nix::unistd::daemon(true, true)?;
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .map_err(|_| nix::errno::Errno::ENOENT)?;
+    nix::unistd::dup2_stdin(&null)?;
+    nix::unistd::dup2_stdout(&null)?;
+    Ok(())
+}
+
+/// SIGTERM or SIGINT: stop gracefully; a second one exits at once.
+pub async fn stop_on_signals(shutdown: tokio_util::sync::CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tracing::info!("stopping: finishing requests in flight");
+    shutdown.cancel();
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tracing::warn!("second stop signal: exiting now");
+    std::process::exit(0);
+}
