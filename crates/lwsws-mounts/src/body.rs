@@ -4,8 +4,8 @@
 use bytes::{Bytes, BytesMut};
 use http_body::{Frame, SizeHint};
 use std::pin::Pin;
-use tokio::io::AsyncRead;
 use std::task::{Context, Poll};
+use tokio::io::AsyncRead;
 
 /// Chunk size for file bodies.
 const FILE_CHUNK: usize = 64 * 1024;

@@ -31,8 +31,11 @@ pub async fn serve(
                 loc.push('?');
                 loc.push_str(q);
             }
-            let v = HeaderValue::from_str(&loc).map_err(|_| HttpError::new(StatusCode::BAD_REQUEST))?;
-            return Err(HttpError::new(StatusCode::MOVED_PERMANENTLY).with_header(header::LOCATION, v));
+            let v =
+                HeaderValue::from_str(&loc).map_err(|_| HttpError::new(StatusCode::BAD_REQUEST))?;
+            return Err(
+                HttpError::new(StatusCode::MOVED_PERMANENTLY).with_header(header::LOCATION, v)
+            );
         }
         let Some(index) = &mount.default else {
             return Err(HttpError::new(StatusCode::FORBIDDEN));
@@ -58,7 +61,8 @@ pub async fn serve(
     } else {
         Body::File(crate::body::FileBody::new(file, len))
     };
-    resp.body(body).map_err(|_| HttpError::new(StatusCode::INTERNAL_SERVER_ERROR))
+    resp.body(body)
+        .map_err(|_| HttpError::new(StatusCode::INTERNAL_SERVER_ERROR))
 }
 
 /// Percent-decodes the remainder once and checks every segment: `..` or a
@@ -103,7 +107,10 @@ fn decode(s: &str) -> Result<String, HttpError> {
 /// The Content-Type for `path`: `Some(Some(type))` when known, `Some(None)`
 /// when unknown but the mount serves any type, `None` when not servable.
 pub fn content_type(path: &Path, mount: &Mount) -> Option<Option<String>> {
-    let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
     if let Some(ext) = &ext {
         if let Some((_, t)) = mount.extra_mimetypes.iter().find(|(e, _)| e == ext) {
             return Some(Some(t.clone()));

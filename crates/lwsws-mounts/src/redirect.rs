@@ -29,7 +29,13 @@ mod tests {
     #[test]
     fn joins_like_proxy_mounts() {
         assert_eq!(location(&redirect("https://h/", "", None)), "https://h/");
-        assert_eq!(location(&redirect("https://h", "/a/b", Some("x=1"))), "https://h/a/b?x=1");
-        assert_eq!(location(&redirect("https://h/app/", "/f", None)), "https://h/app/f");
+        assert_eq!(
+            location(&redirect("https://h", "/a/b", Some("x=1"))),
+            "https://h/a/b?x=1"
+        );
+        assert_eq!(
+            location(&redirect("https://h/app/", "/f", None)),
+            "https://h/app/f"
+        );
     }
 }
