@@ -1017,8 +1017,23 @@ pub(crate) fn vhost(cx: &mut Ctx, node: &Node) -> Option<Vhost> {
     if let Some(n) = mounts_node {
         match &n.kind {
             NodeKind::Array(items) => {
+                let mut seen: Vec<(String, Loc)> = Vec::new();
                 for item in items {
                     if let Some(m) = mount(cx, item) {
+                        // "/foo" and "/foo/" route alike, so they clash.
+                        let key = m.mountpoint.trim_end_matches('/').to_string();
+                        let loc = mountpoint_loc(item);
+                        if let Some((_, first)) = seen.iter().find(|(k, _)| *k == key) {
+                            let first = cx.d.sources.describe(*first);
+                            cx.d.error(
+                                loc,
+                                "mountpoint",
+                                format!("\"{}\" is mounted twice in this vhost; first at {first}", m.mountpoint),
+                                Some("remove one of the two mounts or change its mountpoint".into()),
+                            );
+                            continue;
+                        }
+                        seen.push((key, loc));
                         v.mounts.push(m);
                     }
                 }
@@ -1031,6 +1046,17 @@ pub(crate) fn vhost(cx: &mut Ctx, node: &Node) -> Option<Vhost> {
         return None;
     }
     Some(v)
+}
+
+/// Where a mount's `mountpoint` value is, for messages about it.
+fn mountpoint_loc(mount: &Node) -> Loc {
+    match &mount.kind {
+        NodeKind::Object(props) => props
+            .iter()
+            .find(|p| p.key == "mountpoint")
+            .map_or(mount.loc, |p| p.value.loc),
+        _ => mount.loc,
+    }
 }
 
 fn flag(d: &mut Diags, o: &mut Obj, key: &str) -> bool {

@@ -77,11 +77,11 @@ pub struct RedisUrl {
 impl RedisUrl {
     /// The URL with any password replaced, for logs and `--print-config`.
     pub fn redacted(&self) -> String {
-        let mut u = self.url.clone();
-        if u.password().is_some() {
-            let _ = u.set_password(Some("<redacted>"));
+        let shown = self.url.to_string();
+        match self.url.password() {
+            Some(pw) => shown.replacen(&format!(":{pw}@"), ":<redacted>@", 1),
+            None => shown,
         }
-        u.to_string()
     }
 }
 
