@@ -1,134 +1,193 @@
 //! File mounts (SPEC §3.2): map the path remainder to a file under the
 //! origin directory, refuse anything that could escape it, and answer with
-//! the file and its validators.
+//! the file and its validators. [`serve`] reads top to bottom in the order
+//! a request is processed; each stage lives in a submodule with its tests:
+//!
+//! - `path`: the remainder → a relative path (traversal, NUL, dotfiles);
+//! - `mime`: which suffixes may be served, with which Content-Type;
+//! - `encoding`: which precompressed sibling the client accepts;
+//! - `open`: the one blocking call that opens the file beneath the root
+//!   (symlink escapes), resolves a directory's `default` and finds siblings;
+//! - `conditional`: ETag / Last-Modified and the `If-*` headers;
+//! - `range`: `Range` → 206 / 416.
+//!
+//! The server adds `Server:` and the vhost `headers`, and renders an
+//! [`HttpError`] as a page; socket-free tests are in `tests/file_*.rs`.
 
+mod conditional;
+mod encoding;
+mod mime;
+mod open;
+mod path;
+mod range;
+
+pub use conditional::{Precondition, Validators};
+pub use encoding::Coding;
+pub use mime::{MimeVerdict, content_type};
+pub use path::resolve_remainder;
+pub use range::RangeAnswer;
+
+use crate::body::FileBody;
 use crate::{Body, HttpError};
+use http::header;
 use http::request::Parts;
-use http::{HeaderValue, Response, StatusCode, header};
+use http::{HeaderValue, Method, Response, StatusCode};
 use lwsws_config::Mount;
-use std::path::{Path, PathBuf};
+use open::{Located, Lookup};
+use std::io::{Seek, SeekFrom};
+use std::path::Path;
 
 /// Serves `remainder` (the request path past the mountpoint, still
-/// percent-encoded) from the file mount `mount` whose directory is `root`.
+/// percent-encoded, `""` or starting with `/`) from the file mount `mount`
+/// whose directory is `root`.
+///
+/// Every refusal is an `Err` (403, 404, 301 for a directory without its
+/// slash, 405, 412, 416, …); 200, 206 and 304 are `Ok`.
 pub async fn serve(
     req: &Parts,
     mount: &Mount,
     root: &Path,
     remainder: &str,
 ) -> Result<Response<Body>, HttpError> {
-    if req.method != http::Method::GET && req.method != http::Method::HEAD {
+    // 1. Only GET and HEAD.
+    if req.method != Method::GET && req.method != Method::HEAD {
         return Err(HttpError::new(StatusCode::METHOD_NOT_ALLOWED)
             .with_header(header::ALLOW, HeaderValue::from_static("GET, HEAD")));
     }
+
+    // 2. What is asked for, lexically: no traversal, NUL or dotfile.
     let rel = resolve_remainder(remainder)?;
-    let mut path: PathBuf = root.join(&rel);
-    let meta = tokio::fs::metadata(&path).await?;
-    if meta.is_dir() {
-        if !remainder.is_empty() && !remainder.ends_with('/') || remainder.is_empty() {
-            let mut loc = req.uri.path().to_string();
-            loc.push('/');
-            if let Some(q) = req.uri.query() {
-                loc.push('?');
-                loc.push_str(q);
-            }
-            let v =
-                HeaderValue::from_str(&loc).map_err(|_| HttpError::new(StatusCode::BAD_REQUEST))?;
-            return Err(
-                HttpError::new(StatusCode::MOVED_PERMANENTLY).with_header(header::LOCATION, v)
-            );
-        }
-        let Some(index) = &mount.default else {
-            return Err(HttpError::new(StatusCode::FORBIDDEN));
-        };
-        path = path.join(index);
-    }
-    let content_type = content_type(&path, mount).ok_or(HttpError::new(StatusCode::FORBIDDEN))?;
-    let file = tokio::fs::File::open(&path).await?;
-    let meta = file.metadata().await?;
-    if !meta.is_file() {
-        return Err(HttpError::new(StatusCode::FORBIDDEN));
-    }
-    let len = meta.len();
-    let mut resp = Response::builder()
-        .status(StatusCode::OK)
-        .header(header::CONTENT_LENGTH, len);
-    if let Some(ct) = content_type {
-        resp = resp.header(header::CONTENT_TYPE, ct);
-    }
-    resp = resp.header(header::CACHE_CONTROL, mount.cache.header_value());
-    let body = if req.method == http::Method::HEAD {
-        Body::empty()
-    } else {
-        Body::File(crate::body::FileBody::new(file, len))
+    let servable = content_type(&rel, mount).servable();
+    let default = mount.default.as_ref().map(|d| {
+        let p = rel.join(d);
+        let ok = content_type(&p, mount).servable();
+        (p, ok)
+    });
+
+    // 3. Open it beneath the root (one hop to the blocking pool).
+    let lookup = Lookup {
+        root: root.to_path_buf(),
+        rel,
+        names_directory: path::names_directory(remainder),
+        servable,
+        default,
+        codings: encoding::accepted(&req.headers),
     };
-    resp.body(body)
-        .map_err(|_| HttpError::new(StatusCode::INTERNAL_SERVER_ERROR))
+    let located = tokio::task::spawn_blocking(move || open::locate(&lookup))
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "file lookup task failed");
+            HttpError::new(StatusCode::INTERNAL_SERVER_ERROR)
+        })??;
+    let found = match located {
+        Located::Directory => return Err(directory_redirect(req)),
+        Located::File(found) => found,
+    };
+
+    // 4. The headers every answer about this file carries.
+    let validators = Validators::of(&found.meta);
+    let mut headers = http::HeaderMap::new();
+    headers.insert(header::ETAG, value(&validators.etag)?);
+    if let Some(lm) = validators.last_modified_header() {
+        headers.insert(header::LAST_MODIFIED, value(&lm)?);
+    }
+    headers.insert(header::CACHE_CONTROL, value(&mount.cache.header_value())?);
+    if found.vary {
+        headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    }
+
+    // 5. Preconditions: 304 / 412.
+    match conditional::evaluate(&req.headers, &validators) {
+        Precondition::Proceed => {}
+        Precondition::NotModified => {
+            return respond(StatusCode::NOT_MODIFIED, headers, Body::empty());
+        }
+        Precondition::Failed => return Err(StatusCode::PRECONDITION_FAILED.into()),
+    }
+
+    // 6. The representation: type, coding, length.
+    if let MimeVerdict::Known(t) = content_type(&found.rel, mount) {
+        headers.insert(header::CONTENT_TYPE, value(&t)?);
+    }
+    if let Some(coding) = found.coding {
+        headers.insert(
+            header::CONTENT_ENCODING,
+            HeaderValue::from_static(coding.name()),
+        );
+    }
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    let len = found.meta.len();
+
+    // 7. HEAD: the headers of a full GET, no body.
+    if req.method == Method::HEAD {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        return respond(StatusCode::OK, headers, Body::empty());
+    }
+
+    // 8. Range (only when If-Range, if any, names this version).
+    let range = if conditional::if_range_allows(&req.headers, &validators) {
+        range::answer(&req.headers, len)
+    } else {
+        RangeAnswer::Full
+    };
+    let mut file = found.file;
+    let (status, start, count) = match range {
+        RangeAnswer::Full => (StatusCode::OK, 0, len),
+        RangeAnswer::Partial { start, end } => {
+            let cr = format!("bytes {start}-{end}/{len}");
+            headers.insert(header::CONTENT_RANGE, value(&cr)?);
+            (StatusCode::PARTIAL_CONTENT, start, end - start + 1)
+        }
+        RangeAnswer::Unsatisfiable => {
+            return Err(HttpError::new(StatusCode::RANGE_NOT_SATISFIABLE)
+                .with_header(header::CONTENT_RANGE, value(&format!("bytes */{len}"))?));
+        }
+    };
+    if start > 0 {
+        // lseek(2) only moves the offset: no I/O, fine on the reactor.
+        file.seek(SeekFrom::Start(start))?;
+    }
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(count));
+
+    // 9. The body, streamed in chunks.
+    let body = Body::File(FileBody::new(tokio::fs::File::from_std(file), count));
+    respond(status, headers, body)
 }
 
-/// Percent-decodes the remainder once and checks every segment: `..` or a
-/// NUL → 403, malformed encoding → 400, a dotfile (but `.well-known` first) → 404.
-pub fn resolve_remainder(remainder: &str) -> Result<PathBuf, HttpError> {
-    let decoded = decode(remainder)?;
-    let mut out = PathBuf::new();
-    for (i, seg) in decoded.split('/').enumerate() {
-        if seg.is_empty() || seg == "." {
-            continue;
-        }
-        if seg == ".." || seg.contains('\0') {
-            return Err(HttpError::new(StatusCode::FORBIDDEN));
-        }
-        if seg.starts_with('.') && !(i <= 1 && seg == ".well-known") {
-            return Err(HttpError::new(StatusCode::NOT_FOUND));
-        }
-        out.push(seg);
+/// 301 from a directory named without its trailing slash to the slash form,
+/// keeping the query.
+fn directory_redirect(req: &Parts) -> HttpError {
+    // One leading slash: `//host` would be a protocol-relative URL.
+    let mut loc = format!("/{}/", req.uri.path().trim_start_matches('/'));
+    if loc == "//" {
+        loc.truncate(1);
     }
-    Ok(out)
+    if let Some(q) = req.uri.query() {
+        loc.push('?');
+        loc.push_str(q);
+    }
+    match HeaderValue::from_str(&loc) {
+        Ok(v) => HttpError::new(StatusCode::MOVED_PERMANENTLY).with_header(header::LOCATION, v),
+        Err(_) => StatusCode::BAD_REQUEST.into(),
+    }
 }
 
-fn decode(s: &str) -> Result<String, HttpError> {
-    let bytes = s.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let ok = bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
-                && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit);
-            if !ok {
-                return Err(HttpError::new(StatusCode::BAD_REQUEST));
-            }
-            i += 3;
-        } else {
-            i += 1;
-        }
-    }
-    let v: Vec<u8> = percent_encoding::percent_decode_str(s).collect();
-    String::from_utf8(v).map_err(|_| HttpError::new(StatusCode::BAD_REQUEST))
+fn respond(
+    status: StatusCode,
+    headers: http::HeaderMap,
+    body: Body,
+) -> Result<Response<Body>, HttpError> {
+    let mut resp = Response::new(body);
+    *resp.status_mut() = status;
+    *resp.headers_mut() = headers;
+    Ok(resp)
 }
 
-/// The Content-Type for `path`: `Some(Some(type))` when known, `Some(None)`
-/// when unknown but the mount serves any type, `None` when not servable.
-pub fn content_type(path: &Path, mount: &Mount) -> Option<Option<String>> {
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase);
-    if let Some(ext) = &ext {
-        if let Some((_, t)) = mount.extra_mimetypes.iter().find(|(e, _)| e == ext) {
-            return Some(Some(t.clone()));
-        }
-        if let Some(m) = mime_guess::from_ext(ext).first() {
-            let mut t = m.essence_str().to_string();
-            if m.type_() == mime_guess::mime::TEXT
-                || t == "application/javascript"
-                || t == "application/json"
-                || t == "image/svg+xml"
-            {
-                t.push_str("; charset=utf-8");
-            }
-            return Some(Some(t));
-        }
-    }
-    if mount.serve_any_type {
-        return Some(None);
-    }
-    None
+/// A header value we built; one that cannot be a header (a config value
+/// with a control character, say) is a server error, not a panic.
+fn value(s: &str) -> Result<HeaderValue, HttpError> {
+    HeaderValue::from_str(s).map_err(|_| {
+        tracing::warn!(value = s, "not a valid header value");
+        HttpError::new(StatusCode::INTERNAL_SERVER_ERROR)
+    })
 }

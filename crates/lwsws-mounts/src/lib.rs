@@ -7,6 +7,7 @@
 //! connections: `lwsws-server` calls it after the router chose the mount,
 //! and turns an `HttpError` into an error page in one place.
 
+pub mod auth;
 pub mod body;
 pub mod error;
 pub mod file;
@@ -14,3 +15,6 @@ pub mod redirect;
 
 pub use body::Body;
 pub use error::HttpError;
+
+#[cfg(test)]
+mod testing;
