@@ -238,6 +238,6 @@ mod tests {
         };
         assert_eq!(props.len(), 2);
         assert!(matches!(&props[0].value.kind, NodeKind::Str(s) if s == "/d/x"));
-        assert_eq!(props[1].key_loc.offset, 21);
+        assert_eq!(props[1].key_loc.offset, 22);
     }
 }
