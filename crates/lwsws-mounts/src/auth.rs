@@ -155,9 +155,10 @@ impl BasicAuth {
     pub fn check(&self, authorization: Option<&HeaderValue>) -> Option<String> {
         let (name, password) = credentials(authorization?)?;
         let user = self.users.get(&name)?;
-        match user.quick_check(&password)? {
-            true => Some(name),
-            false => user.bcrypt_check(password).then_some(name),
+        match user.quick_check(&password) {
+            Some(true) => Some(name),
+            Some(false) => None,
+            None => user.bcrypt_check(password).then_some(name),
         }
     }
 
@@ -169,9 +170,10 @@ impl BasicAuth {
     ) -> Option<String> {
         let (name, password) = credentials(authorization?)?;
         let user = self.users.get(&name)?;
-        match user.quick_check(&password)? {
-            true => Some(name),
-            false => {
+        match user.quick_check(&password) {
+            Some(true) => Some(name),
+            Some(false) => None,
+            None => {
                 let this = Arc::clone(self);
                 tokio::task::spawn_blocking(move || {
                     let ok = this

@@ -26,9 +26,14 @@ const LAST_HTTP_DATE: u64 = 253_402_300_799;
 
 impl Validators {
     pub fn of(meta: &Metadata) -> Validators {
-        let nanos = i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec());
-        let etag = format!("\"{:x}-{:x}-{:x}\"", meta.ino(), meta.size(), nanos);
-        let last_modified = u64::try_from(meta.mtime())
+        Self::from_parts(meta.ino(), meta.size(), meta.mtime(), meta.mtime_nsec())
+    }
+
+    /// From `stat` fields; `mtime` in seconds since 1970 (may be negative).
+    fn from_parts(ino: u64, size: u64, mtime: i64, mtime_nsec: i64) -> Validators {
+        let nanos = i128::from(mtime) * 1_000_000_000 + i128::from(mtime_nsec);
+        let etag = format!("\"{ino:x}-{size:x}-{nanos:x}\"");
+        let last_modified = u64::try_from(mtime)
             .ok()
             .filter(|&s| s <= LAST_HTTP_DATE)
             .map(|s| UNIX_EPOCH + Duration::from_secs(s));
@@ -201,6 +206,34 @@ mod tests {
         assert!(v.etag.starts_with(&format!("\"{:x}-5-", meta.ino())));
         assert!(v.etag.ends_with('"'));
         assert!(v.last_modified_header().unwrap().ends_with(" GMT"));
+    }
+
+    #[test]
+    fn validators_out_of_http_date_range() {
+        let v = Validators::from_parts(0x10, 0x20, 1_000_000_000, 5);
+        assert_eq!(v.etag, "\"10-20-de0b6b3a7640005\"");
+        assert_eq!(v.last_modified_header().as_deref(), Some(LM));
+        let v = Validators::from_parts(1, 1, -86_400, 0);
+        assert_eq!(v.last_modified, None);
+        assert!(v.etag.starts_with("\"1-1-"));
+        assert_eq!(
+            Validators::from_parts(1, 1, 253_402_300_799, 0)
+                .last_modified_header()
+                .as_deref(),
+            Some("Fri, 31 Dec 9999 23:59:59 GMT")
+        );
+        assert_eq!(
+            Validators::from_parts(1, 1, 253_402_300_800, 0).last_modified,
+            None
+        );
+        assert_eq!(
+            Validators::from_parts(1, 1, i64::MAX, 999_999_999).last_modified,
+            None
+        );
+        assert_eq!(
+            Validators::from_parts(1, 1, i64::MIN, 0).last_modified,
+            None
+        );
     }
 
     #[test]

@@ -62,7 +62,10 @@ pub(crate) struct Lookup {
 
 /// The outcome of a lookup that did not fail.
 #[derive(Debug)]
-#[allow(clippy::large_enum_variant, reason = "built once per request and moved once")]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "built once per request and moved once"
+)]
 pub(crate) enum Located {
     /// A directory named without a trailing slash: 301 to the slash form.
     Directory,
