@@ -9,11 +9,13 @@
 //! - `open`: the one blocking call that opens the file beneath the root
 //!   (symlink escapes), resolves a directory's `default` and finds siblings;
 //! - `conditional`: ETag / Last-Modified and the `If-*` headers;
-//! - `range`: `Range` → 206 / 416.
+//! - `range`: `Range` → 206 / 416;
+//! - `cache`: small files kept in memory, checked by one `stat` per hit.
 //!
 //! The server adds `Server:` and the vhost `headers`, and renders an
 //! [`HttpError`] as a page; socket-free tests are in `tests/file_*.rs`.
 
+mod cache;
 mod conditional;
 mod encoding;
 mod mime;
@@ -21,6 +23,7 @@ mod open;
 mod path;
 mod range;
 
+pub use cache::{FileCache, FileCacheLimits};
 pub use conditional::{Precondition, Validators};
 pub use encoding::Coding;
 pub use mime::{MimeVerdict, content_type};
@@ -29,13 +32,18 @@ pub use range::RangeAnswer;
 
 use crate::body::FileBody;
 use crate::{Body, HttpError};
+use bytes::Bytes;
 use http::header;
 use http::request::Parts;
 use http::{HeaderValue, Method, Response, StatusCode};
 use lwsws_config::Mount;
-use open::{Located, Lookup};
+use open::{Found, Located, Lookup};
 use std::io::{Seek, SeekFrom};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// Files no larger than this are read whole in the same blocking call that
+/// opens them (one hop to the blocking pool instead of two).
+const INLINE_READ: u64 = 64 * 1024;
 
 /// Serves `remainder` (the request path past the mountpoint, still
 /// percent-encoded, `""` or starting with `/`) from the file mount `mount`
@@ -48,6 +56,28 @@ pub async fn serve(
     mount: &Mount,
     root: &Path,
     remainder: &str,
+) -> Result<Response<Body>, HttpError> {
+    serve_inner(req, mount, root, remainder, None).await
+}
+
+/// [`serve`], keeping small files in `cache`: a repeated request for an
+/// unchanged file costs one `stat(2)` and no hop to the blocking pool.
+pub async fn serve_cached(
+    req: &Parts,
+    mount: &Mount,
+    root: &Path,
+    remainder: &str,
+    cache: &FileCache,
+) -> Result<Response<Body>, HttpError> {
+    serve_inner(req, mount, root, remainder, Some(cache)).await
+}
+
+async fn serve_inner(
+    req: &Parts,
+    mount: &Mount,
+    root: &Path,
+    remainder: &str,
+    cache: Option<&FileCache>,
 ) -> Result<Response<Body>, HttpError> {
     // 1. Only GET and HEAD.
     if req.method != Method::GET && req.method != Method::HEAD {
@@ -63,8 +93,6 @@ pub async fn serve(
         let ok = content_type(&p, mount).servable();
         (p, ok)
     });
-
-    // 3. Open it beneath the root (one hop to the blocking pool).
     let lookup = Lookup {
         root: root.to_path_buf(),
         rel,
@@ -73,31 +101,31 @@ pub async fn serve(
         default,
         codings: encoding::accepted(&req.headers),
     };
-    let located = tokio::task::spawn_blocking(move || open::locate(&lookup))
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "file lookup task failed");
-            HttpError::new(StatusCode::INTERNAL_SERVER_ERROR)
-        })??;
-    let found = match located {
-        Located::Directory => return Err(directory_redirect(req)),
-        Located::File(found) => found,
+
+    // 3. The file: from the cache, or opened beneath the root (one hop to
+    //    the blocking pool for open, fstat and a small file's read).
+    let rep = match cache.and_then(|c| c.get(&lookup)) {
+        Some(entry) => Representation::cached(&entry),
+        None => match locate(req, lookup, cache).await? {
+            Some(rep) => rep,
+            None => return Err(directory_redirect(req)),
+        },
     };
 
     // 4. The headers every answer about this file carries.
-    let validators = Validators::of(&found.meta);
+    let validators = &rep.validators;
     let mut headers = http::HeaderMap::new();
     headers.insert(header::ETAG, value(&validators.etag)?);
     if let Some(lm) = validators.last_modified_header() {
         headers.insert(header::LAST_MODIFIED, value(&lm)?);
     }
     headers.insert(header::CACHE_CONTROL, value(&mount.cache.header_value())?);
-    if found.vary {
+    if rep.vary {
         headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
     }
 
     // 5. Preconditions: 304 / 412.
-    match conditional::evaluate(&req.headers, &validators) {
+    match conditional::evaluate(&req.headers, validators) {
         Precondition::Proceed => {}
         Precondition::NotModified => {
             return respond(StatusCode::NOT_MODIFIED, headers, Body::empty());
@@ -106,17 +134,17 @@ pub async fn serve(
     }
 
     // 6. The representation: type, coding, length.
-    if let MimeVerdict::Known(t) = content_type(&found.rel, mount) {
+    if let MimeVerdict::Known(t) = content_type(&rep.rel, mount) {
         headers.insert(header::CONTENT_TYPE, value(&t)?);
     }
-    if let Some(coding) = found.coding {
+    if let Some(coding) = rep.coding {
         headers.insert(
             header::CONTENT_ENCODING,
             HeaderValue::from_static(coding.name()),
         );
     }
     headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    let len = found.meta.len();
+    let len = rep.len;
 
     // 7. HEAD: the headers of a full GET, no body.
     if req.method == Method::HEAD {
@@ -125,12 +153,11 @@ pub async fn serve(
     }
 
     // 8. Range (only when If-Range, if any, names this version).
-    let range = if conditional::if_range_allows(&req.headers, &validators) {
+    let range = if conditional::if_range_allows(&req.headers, validators) {
         range::answer(&req.headers, len)
     } else {
         RangeAnswer::Full
     };
-    let mut file = found.file;
     let (status, start, count) = match range {
         RangeAnswer::Full => (StatusCode::OK, 0, len),
         RangeAnswer::Partial { start, end } => {
@@ -143,15 +170,99 @@ pub async fn serve(
                 .with_header(header::CONTENT_RANGE, value(&format!("bytes */{len}"))?));
         }
     };
-    if start > 0 {
-        // lseek(2) only moves the offset: no I/O, fine on the reactor.
-        file.seek(SeekFrom::Start(start))?;
-    }
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(count));
 
-    // 9. The body, streamed in chunks.
-    let body = Body::File(FileBody::new(tokio::fs::File::from_std(file), count));
+    // 9. The body: from memory, or streamed from the file in chunks.
+    let body = match rep.source {
+        Source::Memory(bytes) => {
+            let (from, to) = (usize::try_from(start), usize::try_from(start + count));
+            match (from, to) {
+                (Ok(from), Ok(to)) if to <= bytes.len() => Body::full(bytes.slice(from..to)),
+                _ => return Err(StatusCode::INTERNAL_SERVER_ERROR.into()),
+            }
+        }
+        Source::File(mut file) => {
+            if start > 0 {
+                // lseek(2) only moves the offset: no I/O, fine on the reactor.
+                file.seek(SeekFrom::Start(start))?;
+            }
+            Body::File(FileBody::new(tokio::fs::File::from_std(file), count))
+        }
+    };
     respond(status, headers, body)
+}
+
+/// The file chosen to answer a request, wherever its bytes come from.
+struct Representation {
+    validators: Validators,
+    /// The file asked for (after `default`): its name gives the Content-Type.
+    rel: PathBuf,
+    coding: Option<Coding>,
+    vary: bool,
+    len: u64,
+    source: Source,
+}
+
+enum Source {
+    Memory(Bytes),
+    /// Open at offset 0.
+    File(std::fs::File),
+}
+
+impl Representation {
+    fn cached(e: &cache::Entry) -> Representation {
+        Representation {
+            validators: e.validators.clone(),
+            rel: e.rel.clone(),
+            coding: e.coding,
+            vary: e.vary,
+            len: e.content.len() as u64,
+            source: Source::Memory(e.content.clone()),
+        }
+    }
+
+    fn found(f: Found) -> Representation {
+        Representation {
+            validators: Validators::of(&f.meta),
+            len: f.meta.len(),
+            rel: f.rel,
+            coding: f.coding,
+            vary: f.vary,
+            source: match f.content {
+                Some(bytes) => Source::Memory(bytes),
+                None => Source::File(f.file),
+            },
+        }
+    }
+}
+
+/// Runs `open::locate` on the blocking pool and fills `cache`; `None` for
+/// a directory named without its trailing slash.
+async fn locate(
+    req: &Parts,
+    lookup: Lookup,
+    cache: Option<&FileCache>,
+) -> Result<Option<Representation>, HttpError> {
+    let read_limit = match cache {
+        Some(c) => c.limits().max_file_size.max(INLINE_READ),
+        None if req.method == Method::GET => INLINE_READ,
+        None => 0,
+    };
+    let key = cache.map(|_| lookup.clone());
+    let located = tokio::task::spawn_blocking(move || open::locate(&lookup, read_limit))
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "file lookup task failed");
+            HttpError::new(StatusCode::INTERNAL_SERVER_ERROR)
+        })??;
+    let found = match located {
+        Located::Directory => return Ok(None),
+        Located::File(found) => found,
+    };
+    if let (Some(cache), Some(key)) = (cache, key) {
+        cache.insert(key, &found);
+    }
+    Ok(Some(Representation::found(found)))
 }
 
 /// 301 from a directory named without its trailing slash to the slash form,

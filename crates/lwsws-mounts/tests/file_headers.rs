@@ -152,3 +152,25 @@ async fn large_file_streams_in_chunks() {
     assert_eq!(got, data);
     assert!(frames >= 16, "{frames} frames");
 }
+
+#[tokio::test]
+async fn small_files_are_read_in_the_same_hop() {
+    let s = Site::new();
+    s.file("small.txt", vec![b'a'; 64 * 1024]);
+    s.file("large.txt", vec![b'a'; 64 * 1024 + 1]);
+    for (uri, in_memory) in [("/small.txt", true), ("/large.txt", false)] {
+        let parts = head(Method::GET, uri, &[]);
+        let resp = lwsws_mounts::file::serve(&parts, &mount(), &s.root, uri)
+            .await
+            .unwrap();
+        assert_eq!(
+            matches!(resp.body(), lwsws_mounts::Body::Full(_)),
+            in_memory,
+            "{uri}"
+        );
+    }
+    // A range of an in-memory file.
+    s.file("d.txt", "0123456789");
+    let a = get_h(&s, "/d.txt", &[("range", "bytes=3-4")]).await;
+    assert_eq!(a.text(), "34");
+}

@@ -6,7 +6,7 @@ use http::HeaderMap;
 use http::header::ACCEPT_ENCODING;
 
 /// A content coding we may find precompressed beside a file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Coding {
     Br,
     Gzip,

@@ -9,8 +9,10 @@
 //! canonicalized and checked to start with the canonical origin instead.
 //! The lexical checks happened before, in `path.rs`.
 
+use super::cache::Stamp;
 use super::encoding::Coding;
 use crate::HttpError;
+use bytes::Bytes;
 use http::StatusCode;
 use nix::errno::Errno;
 use nix::fcntl::{AT_FDCWD, OFlag, OpenHow, ResolveFlag, open, openat2};
@@ -18,7 +20,7 @@ use nix::sys::stat::Mode;
 use std::ffi::OsString;
 use std::fs::{File, Metadata};
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -43,7 +45,9 @@ fn have_openat2() -> bool {
 }
 
 /// What `locate` needs to know, owned so it can move to the blocking pool.
-#[derive(Debug)]
+/// Everything that decides the outcome is here, so it is also the key of
+/// the file cache.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct Lookup {
     /// The origin directory.
     pub root: PathBuf,
@@ -78,6 +82,11 @@ pub(crate) struct Found {
     /// The representation to send: the file itself or a precompressed sibling.
     pub file: File,
     pub meta: Metadata,
+    /// `file` relative to the root (`rel`, or `rel` plus `.br` / `.gz`).
+    pub file_rel: PathBuf,
+    /// The whole of `file`, when it is no longer than the read limit and
+    /// did not change while being read.
+    pub content: Option<Bytes>,
     /// The file that was asked for (after `default`), relative to the root:
     /// its name decides the Content-Type, also of a compressed sibling.
     pub rel: PathBuf,
@@ -89,8 +98,31 @@ pub(crate) struct Found {
 }
 
 /// Finds and opens the file for a request (blocking: run it on the
-/// blocking pool). Errors are the statuses to answer with.
-pub(crate) fn locate(l: &Lookup) -> Result<Located, HttpError> {
+/// blocking pool), and reads it whole if it has at most `read_limit` bytes.
+/// Errors are the statuses to answer with.
+pub(crate) fn locate(l: &Lookup, read_limit: u64) -> Result<Located, HttpError> {
+    let mut located = find(l)?;
+    if let Located::File(found) = &mut located
+        && found.meta.len() <= read_limit
+    {
+        found.content = read_whole(&found.file, &found.meta);
+    }
+    Ok(located)
+}
+
+/// The contents of `file`, if reading them gives `meta.len()` bytes and
+/// the file did not change meanwhile (else it is streamed instead).
+fn read_whole(file: &File, meta: &Metadata) -> Option<Bytes> {
+    let len = usize::try_from(meta.len()).ok()?;
+    let mut buf = vec![0; len];
+    // pread: the descriptor's offset stays at 0 for streaming.
+    file.read_exact_at(&mut buf, 0).ok()?;
+    let after = file.metadata().ok()?;
+    (Stamp::of(&after) == Stamp::of(meta)).then(|| Bytes::from(buf))
+}
+
+/// Finds and opens the file for a request.
+fn find(l: &Lookup) -> Result<Located, HttpError> {
     let root = Root::new(&l.root)?;
     let (mut file, mut meta) = root.open(&l.rel, Access::Read)?;
     let mut rel = l.rel.clone();
@@ -119,14 +151,18 @@ pub(crate) fn locate(l: &Lookup) -> Result<Located, HttpError> {
     let mut found = Found {
         file,
         meta,
+        file_rel: rel.clone(),
+        content: None,
         rel,
         coding: None,
         vary: false,
     };
     // The best accepted sibling that exists replaces the file.
     for &coding in &l.codings {
-        if let Some((f, m)) = root.sibling(&found.rel, coding, Access::Read) {
+        let name = sibling_name(&found.rel, coding);
+        if let Some((f, m)) = root.sibling(&name, Access::Read) {
             (found.file, found.meta, found.coding, found.vary) = (f, m, Some(coding), true);
+            found.file_rel = name;
             return Ok(Located::File(found));
         }
     }
@@ -134,8 +170,18 @@ pub(crate) fn locate(l: &Lookup) -> Result<Located, HttpError> {
     found.vary = Coding::ALL
         .iter()
         .filter(|c| !l.codings.contains(c))
-        .any(|&c| root.sibling(&found.rel, c, Access::Probe).is_some());
+        .any(|&c| {
+            root.sibling(&sibling_name(&found.rel, c), Access::Probe)
+                .is_some()
+        });
     Ok(Located::File(found))
+}
+
+/// `X.br` / `X.gz` for `X`.
+fn sibling_name(rel: &Path, coding: Coding) -> PathBuf {
+    let mut name = OsString::from(rel.as_os_str());
+    name.push(coding.suffix());
+    PathBuf::from(name)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,11 +221,9 @@ impl Root {
         Ok((file, meta))
     }
 
-    /// `X.br` / `X.gz` beside `rel`, when it is a regular file beneath the root.
-    fn sibling(&self, rel: &Path, coding: Coding, access: Access) -> Option<(File, Metadata)> {
-        let mut name = OsString::from(rel.as_os_str());
-        name.push(coding.suffix());
-        match self.open(Path::new(&name), access) {
+    /// A precompressed sibling, when it is a regular file beneath the root.
+    fn sibling(&self, name: &Path, access: Access) -> Option<(File, Metadata)> {
+        match self.open(name, access) {
             Ok((f, m)) if m.is_file() => Some((f, m)),
             _ => None,
         }
@@ -314,10 +358,11 @@ mod tests {
         ] {
             assert_eq!(status(r.open(Path::new(rel), Access::Read)), want, "{rel}");
         }
-        assert!(
-            r.sibling(Path::new("a"), Coding::Gzip, Access::Probe)
-                .is_none()
-        );
+        let gz = sibling_name(Path::new("a"), Coding::Gzip);
+        assert_eq!(gz, Path::new("a.gz"));
+        assert!(r.sibling(&gz, Access::Probe).is_none());
+        assert!(r.sibling(Path::new("a.txt"), Access::Probe).is_some());
+        assert!(r.sibling(Path::new("d"), Access::Probe).is_none());
     }
 
     #[test]
@@ -332,6 +377,6 @@ mod tests {
             default: None,
             codings: vec![],
         };
-        assert_eq!(status(locate(&l)), 403);
+        assert_eq!(status(locate(&l, 1024)), 403);
     }
 }
