@@ -157,3 +157,12 @@ async fn special_files_are_forbidden() {
     .unwrap();
     assert_eq!(get(&s, "/pipe.txt").await.status, 403);
 }
+
+#[tokio::test]
+async fn missing_origin_directory_is_a_server_error() {
+    let s = Site::new();
+    let parts = head(Method::GET, "/a.txt", &[]);
+    let gone = s.dir.path().join("gone");
+    let a = answer(lwsws_mounts::file::serve(&parts, &mount(), &gone, "/a.txt").await).await;
+    assert_eq!(a.status, 500);
+}

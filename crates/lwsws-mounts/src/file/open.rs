@@ -203,10 +203,21 @@ impl Root {
     fn new(root: &Path) -> Result<Root, HttpError> {
         if have_openat2() {
             let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
-            let fd = open(root, flags, Mode::empty()).map_err(|e| errno_status(e, root))?;
-            return Ok(Root::Fd(fd));
+            return match open(root, flags, Mode::empty()) {
+                Ok(fd) => Ok(Root::Fd(fd)),
+                Err(e) => {
+                    tracing::warn!(root = ?root, errno = %e, "cannot open the origin directory");
+                    Err(StatusCode::INTERNAL_SERVER_ERROR.into())
+                }
+            };
         }
-        Ok(Root::Canonical(std::fs::canonicalize(root)?))
+        match std::fs::canonicalize(root) {
+            Ok(p) => Ok(Root::Canonical(p)),
+            Err(e) => {
+                tracing::warn!(root = ?root, error = %e, "cannot open the origin directory");
+                Err(StatusCode::INTERNAL_SERVER_ERROR.into())
+            }
+        }
     }
 
     /// Opens `rel` beneath the root; the descriptor and what `fstat` says.
