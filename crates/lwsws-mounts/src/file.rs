@@ -1,6 +1,7 @@
 //! File mounts (SPEC §3.2): map the path remainder to a file under the
 //! origin directory, refuse anything that could escape it, and answer with
-//! the file and its validators. [`serve`] reads top to bottom in the order
+//! the file and its validators. `serve_inner` (behind [`serve`] and
+//! [`serve_cached`]) reads top to bottom in the order
 //! a request is processed; each stage lives in a submodule with its tests:
 //!
 //! - `path`: the remainder → a relative path (traversal, NUL, dotfiles);
