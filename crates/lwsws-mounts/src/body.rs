@@ -10,14 +10,29 @@ use tokio::io::AsyncRead;
 /// Chunk size for file bodies.
 const FILE_CHUNK: usize = 64 * 1024;
 
+/// A streamed body of unknown length (a CGI program's output, an upstream's).
+pub type StreamBody = Pin<Box<dyn http_body::Body<Data = Bytes, Error = std::io::Error> + Send>>;
+
 /// A response body.
-#[derive(Debug)]
 pub enum Body {
     Empty,
     /// Bytes in memory; `None` once sent.
     Full(Option<Bytes>),
     /// `remaining` bytes of `file`, read from its current position.
     File(FileBody),
+    /// Produced by another party as it goes.
+    Stream(StreamBody),
+}
+
+impl std::fmt::Debug for Body {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Body::Empty => f.write_str("Body::Empty"),
+            Body::Full(b) => f.debug_tuple("Body::Full").field(b).finish(),
+            Body::File(fb) => f.debug_tuple("Body::File").field(fb).finish(),
+            Body::Stream(_) => f.write_str("Body::Stream"),
+        }
+    }
 }
 
 /// Part of a file, streamed.
@@ -85,6 +100,7 @@ impl http_body::Body for Body {
                     }
                 }
             }
+            Body::Stream(s) => s.as_mut().poll_frame(cx),
         }
     }
 
@@ -93,6 +109,7 @@ impl http_body::Body for Body {
             Body::Empty => true,
             Body::Full(b) => b.is_none(),
             Body::File(f) => f.remaining == 0,
+            Body::Stream(s) => s.is_end_stream(),
         }
     }
 
@@ -101,6 +118,7 @@ impl http_body::Body for Body {
             Body::Empty => SizeHint::with_exact(0),
             Body::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             Body::File(f) => SizeHint::with_exact(f.remaining),
+            Body::Stream(s) => s.size_hint(),
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Request handlers, one module per mount kind (`file`, `redirect`; CGI,
+//! Request handlers, one module per mount kind (`file`, `redirect`, `cgi`;
 //! proxy and callback arrive with their issues), plus `auth` for basic auth.
 //!
 //! A handler receives the request head, the mount it matched and the
@@ -9,6 +9,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod cgi;
 pub mod error;
 pub mod file;
 pub mod redirect;
