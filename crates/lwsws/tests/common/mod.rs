@@ -84,3 +84,178 @@ pub fn get(url: &str, headers: &[(&str, &str)]) -> Reply {
         body,
     }
 }
+
+// ---- Added for the HTTP engine tests (`http_*.rs`) ----
+
+use std::io::{BufRead, Read, Write};
+use std::net::{Ipv4Addr, TcpStream};
+use std::process::Command;
+use std::time::Duration;
+
+/// The longest a raw socket read may block before a test gives up: a
+/// liveness bound, not a timing expectation.
+pub const IO_DEADLINE: Duration = Duration::from_secs(20);
+
+/// `curl -sS ARGS…` with the response head and body captured separately
+/// (redirects are not followed, statuses are kept as they are). Panics if
+/// curl itself fails (connection refused, reset, malformed response).
+pub fn curl(args: &[&str]) -> Reply {
+    let dir = tempfile::tempdir().unwrap();
+    let head = dir.path().join("head");
+    let body = dir.path().join("body");
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "60", "-D"])
+        .arg(&head)
+        .arg("-o")
+        .arg(&body)
+        .args(args)
+        .output()
+        .expect("run curl");
+    assert!(
+        out.status.success(),
+        "curl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let head = std::fs::read(&head).unwrap();
+    // Interim responses (100 Continue) come first: keep the last head.
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let last = head
+        .split("\r\n\r\n")
+        .filter(|block| block.starts_with("HTTP/"))
+        .last()
+        .unwrap_or_else(|| panic!("curl {args:?}: no response head in {head:?}"))
+        .to_owned();
+    let (status, headers) = parse_head(&last);
+    Reply {
+        status,
+        headers,
+        body: std::fs::read(&body).unwrap_or_default(),
+    }
+}
+
+/// Parses `HTTP/1.1 200 OK\r\nName: value\r\n…` (without the blank line).
+pub fn parse_head(head: &str) -> (u16, Vec<(String, String)>) {
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+    let headers = lines
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let (k, v) = l
+                .split_once(':')
+                .unwrap_or_else(|| panic!("bad header line {l:?}"));
+            (k.trim().to_owned(), v.trim().to_owned())
+        })
+        .collect();
+    (status, headers)
+}
+
+/// A TCP connection to `127.0.0.1:port` whose reads give up after
+/// [`IO_DEADLINE`].
+pub fn connect(port: u16) -> TcpStream {
+    let s = TcpStream::connect((Ipv4Addr::LOCALHOST, port))
+        .unwrap_or_else(|e| panic!("connect 127.0.0.1:{port}: {e}"));
+    s.set_read_timeout(Some(IO_DEADLINE)).unwrap();
+    s
+}
+
+/// Sends `request` as it is on a new connection and returns every byte the
+/// server sends until it closes the connection. Panics if the server keeps
+/// the connection open longer than [`IO_DEADLINE`] without sending anything.
+pub fn exchange(port: u16, request: &[u8]) -> Vec<u8> {
+    let mut s = connect(port);
+    s.write_all(request).unwrap();
+    read_to_close(&mut s)
+}
+
+/// Reads until the peer closes the connection (EOF or reset).
+pub fn read_to_close(s: &mut TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 16384];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return out,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return out,
+            Err(e) => panic!(
+                "connection not closed by the server ({e}); received so far: {:?}",
+                String::from_utf8_lossy(&out)
+            ),
+        }
+    }
+}
+
+/// Reads one HTTP/1 response from `r`. `head_only` is true for the answer to
+/// a HEAD request, which has no body whatever its headers say. A body
+/// without Content-Length or chunked framing runs to the end of the stream.
+pub fn read_response(r: &mut impl BufRead, head_only: bool) -> Reply {
+    let mut head = String::new();
+    loop {
+        let mut line = Vec::new();
+        let n = r.read_until(b'\n', &mut line).unwrap();
+        assert!(n > 0, "connection closed inside a response head: {head:?}");
+        if line == b"\r\n" {
+            break;
+        }
+        head.push_str(&String::from_utf8_lossy(&line));
+    }
+    let (status, headers) = parse_head(head.trim_end());
+    let mut reply = Reply {
+        status,
+        headers,
+        body: Vec::new(),
+    };
+    if head_only || status == 304 || status == 204 || (100..200).contains(&status) {
+        return reply;
+    }
+    let chunked = reply
+        .header("transfer-encoding")
+        .is_some_and(|t| t.to_ascii_lowercase().contains("chunked"));
+    if chunked {
+        loop {
+            let mut size = String::new();
+            r.read_line(&mut size).unwrap();
+            let hex = size.trim().split(';').next().unwrap_or_default();
+            let n = usize::from_str_radix(hex, 16)
+                .unwrap_or_else(|_| panic!("bad chunk size line {size:?}"));
+            if n == 0 {
+                // Trailers, then the blank line.
+                loop {
+                    let mut t = String::new();
+                    r.read_line(&mut t).unwrap();
+                    if t == "\r\n" || t.is_empty() {
+                        return reply;
+                    }
+                }
+            }
+            let start = reply.body.len();
+            reply.body.resize(start + n, 0);
+            r.read_exact(&mut reply.body[start..]).unwrap();
+            let mut crlf = [0u8; 2];
+            r.read_exact(&mut crlf).unwrap();
+            assert_eq!(&crlf, b"\r\n", "chunk not followed by CRLF");
+        }
+    } else if let Some(len) = reply.header("content-length") {
+        let len: usize = len.parse().unwrap();
+        reply.body.resize(len, 0);
+        r.read_exact(&mut reply.body).unwrap();
+    } else {
+        r.read_to_end(&mut reply.body).unwrap();
+    }
+    reply
+}
+
+/// Every response in `bytes` (what a connection carried until it closed),
+/// for requests that were not HEAD.
+pub fn parse_responses(bytes: &[u8]) -> Vec<Reply> {
+    let mut r = std::io::BufReader::new(bytes);
+    let mut out = Vec::new();
+    while !r.fill_buf().unwrap().is_empty() {
+        out.push(read_response(&mut r, false));
+    }
+    out
+}
