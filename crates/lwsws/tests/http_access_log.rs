@@ -164,9 +164,10 @@ fn wait_lines(path: &Path, n: usize) -> Vec<String> {
 /// A vhost logging to `DIR/logs/access.log`, with a public mount and a
 /// basic-auth one (alice:secret).
 struct Site {
+    /// Declared first, so it is dropped (killed) before `dir` is deleted.
+    server: Lwsws,
     dir: ConfigDir,
     port: u16,
-    server: Lwsws,
     log: PathBuf,
     /// Lines the log should hold so far.
     expected: usize,

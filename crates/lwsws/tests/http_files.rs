@@ -21,9 +21,10 @@ const CSS: &str = "body { color: red; margin: 0 }\n";
 /// `/` plainly, `/star` with `"extra-mimetypes": {"*": ""}`, `/mt` with extra
 /// types for `.zip` and `.lwx`. `outside.txt` lies beside the tree.
 struct Site {
+    /// Declared first, so it is dropped (killed) before `dir` is deleted.
+    server: Lwsws,
     dir: ConfigDir,
     port: u16,
-    server: Lwsws,
 }
 
 impl Site {
