@@ -283,8 +283,8 @@ pub fn challenge(realm: &str) -> HttpError {
             c => vec![c],
         })
         .collect();
-    let v = format!("Basic realm=\"{realm}\", charset=\"UTF-8\"");
+    let v = format!("Basic realm=\"{realm}\"");
     let v = HeaderValue::from_str(&v)
-        .unwrap_or_else(|_| HeaderValue::from_static("Basic realm=\"lwsws\", charset=\"UTF-8\""));
+        .unwrap_or_else(|_| HeaderValue::from_static("Basic realm=\"lwsws\""));
     HttpError::new(StatusCode::UNAUTHORIZED).with_header(header::WWW_AUTHENTICATE, v)
 }

@@ -44,7 +44,7 @@ pub struct CgiRequest<'a> {
 
 /// What a CGI program answered.
 pub enum CgiOutcome {
-    Response(Response<Body>),
+    Response(Box<Response<Body>>),
     /// A `Location:` with a local path and no `Status:`: serve that path instead.
     InternalRedirect(String),
 }
@@ -185,7 +185,7 @@ where
     let mut resp = Response::new(Body::Stream(Box::pin(body)));
     *resp.status_mut() = status;
     *resp.headers_mut() = parsed.headers;
-    Ok(CgiOutcome::Response(resp))
+    Ok(CgiOutcome::Response(Box::new(resp)))
 }
 
 /// RFC 3875 meta-variables plus `cgi-env`, and `PATH` from our environment.

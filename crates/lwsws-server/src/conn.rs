@@ -2,6 +2,7 @@
 //! of each accepted connection with hyper.
 
 use crate::State;
+use crate::guard::{ConnHandle, GuardedIo, Limits};
 use crate::pipeline;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -40,6 +41,11 @@ pub(crate) struct ConnInfo {
     pub listener: usize,
     /// The client's address; `None` on a Unix socket.
     pub peer: Option<SocketAddr>,
+    /// Our address on this connection (its port is `SERVER_PORT`).
+    pub local: Option<SocketAddr>,
+    /// Shared with the head guard of this connection: why it refused a head,
+    /// and where the pipeline marks an upgrade.
+    pub handle: ConnHandle,
 }
 
 pub(crate) async fn accept_loop(
@@ -55,12 +61,15 @@ pub(crate) async fn accept_loop(
             a = accept(&listener) => a,
         };
         match accepted {
-            Ok((io, peer)) => {
-                let info = ConnInfo {
-                    listener: index,
+            Ok((io, peer, local)) => {
+                tracker.spawn(serve(
+                    io,
+                    index,
                     peer,
-                };
-                tracker.spawn(serve(io, info, state.clone(), shutdown.clone()));
+                    local,
+                    state.clone(),
+                    shutdown.clone(),
+                ));
             }
             Err(e) => {
                 // EMFILE and friends: back off briefly instead of spinning.
@@ -75,22 +84,63 @@ pub(crate) async fn accept_loop(
 pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
 
-async fn accept(l: &Listener) -> std::io::Result<(Box<dyn Io>, Option<SocketAddr>)> {
+type Accepted = (Box<dyn Io>, Option<SocketAddr>, Option<SocketAddr>);
+
+async fn accept(l: &Listener) -> std::io::Result<Accepted> {
     match l {
         Listener::Tcp(t) => {
             let (s, peer) = t.accept().await?;
             let _ = s.set_nodelay(true);
-            Ok((Box::new(s), Some(peer)))
+            let local = s.local_addr().ok().map(unmap);
+            Ok((Box::new(s), Some(unmap(peer)), local))
         }
         Listener::Unix(u) => {
             let (s, _) = u.accept().await?;
-            Ok((Box::new(s), None))
+            Ok((Box::new(s), None, None))
         }
     }
 }
 
-async fn serve(io: Box<dyn Io>, info: ConnInfo, state: Arc<State>, shutdown: CancellationToken) {
-    let info = Arc::new(info);
+/// Request heads are checked by the guard, which also enforces the head and
+/// keep-alive timeouts (hyper's own header timer is off).
+const MAX_HEAD: usize = 16 * 1024;
+const MAX_HEADERS: usize = 100;
+const MAX_URI: usize = 8 * 1024;
+
+/// On a dual-stack socket IPv4 peers appear as `::ffff:a.b.c.d`; everything
+/// downstream (logs, CGI, limits) wants the plain IPv4 address.
+fn unmap(a: SocketAddr) -> SocketAddr {
+    match a {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(v4.into(), v6.port()),
+            None => a,
+        },
+        v4 => v4,
+    }
+}
+
+async fn serve(
+    io: Box<dyn Io>,
+    listener: usize,
+    peer: Option<SocketAddr>,
+    local: Option<SocketAddr>,
+    state: Arc<State>,
+    shutdown: CancellationToken,
+) {
+    let limits = Limits {
+        max_head: MAX_HEAD,
+        max_headers: MAX_HEADERS,
+        max_uri: MAX_URI,
+        head_timeout: state.config.global.timeout,
+        keepalive: state.keepalive[listener],
+    };
+    let (io, handle) = GuardedIo::new(io, limits);
+    let info = Arc::new(ConnInfo {
+        listener,
+        peer,
+        local,
+        handle,
+    });
     let service = {
         let state = state.clone();
         let info = info.clone();
@@ -103,7 +153,8 @@ async fn serve(io: Box<dyn Io>, info: ConnInfo, state: Arc<State>, shutdown: Can
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(state.config.global.timeout)
+        .header_read_timeout(None)
+        .max_headers(MAX_HEADERS)
         .keep_alive(true);
     let conn = builder
         .serve_connection(TokioIo::new(io), service)

@@ -6,11 +6,16 @@
 //! socket or installs a signal handler: whoever starts a worker (today the
 //! binary, later the supervisor) owns those.
 
+mod access_log;
 mod conn;
 mod error_page;
+mod guard;
 mod pipeline;
 
+pub use access_log::AccessLogs;
+
 use lwsws_config::{Config, Listen};
+use lwsws_mounts::auth::BasicAuth;
 use lwsws_router::Router;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -41,12 +46,72 @@ pub enum ServerError {
     },
     #[error("no vhost uses the listening socket for {0}")]
     UnusedListener(String),
+    #[error("cannot open access log {0}")]
+    AccessLog(#[source] std::io::Error),
+    #[error("basic-auth file of mount {mountpoint} of vhost {vhost}: {source}")]
+    BasicAuth {
+        vhost: String,
+        mountpoint: String,
+        #[source]
+        source: lwsws_mounts::auth::AuthFileError,
+    },
+}
+
+/// Files the worker needs besides sockets, opened or read before serving:
+/// access logs (opened by a privileged parent) and basic-auth credentials.
+#[derive(Debug, Default)]
+pub struct Resources {
+    pub access_logs: AccessLogs,
+    /// Per vhost, per mount: the credentials protecting it.
+    pub basic_auth: Vec<Vec<Option<Arc<BasicAuth>>>>,
+}
+
+impl Resources {
+    /// Opens every access log and reads every basic-auth file of `config`.
+    pub fn load(config: &Config) -> Result<Resources, ServerError> {
+        let access_logs = AccessLogs::open(config).map_err(ServerError::AccessLog)?;
+        let mut basic_auth = Vec::new();
+        for v in &config.vhosts {
+            let mut per_mount = Vec::new();
+            for m in &v.mounts {
+                per_mount.push(match &m.basic_auth {
+                    None => None,
+                    Some(p) => Some(Arc::new(BasicAuth::load(p).map_err(|source| {
+                        ServerError::BasicAuth {
+                            vhost: v.name.clone(),
+                            mountpoint: m.mountpoint.clone(),
+                            source,
+                        }
+                    })?)),
+                });
+            }
+            basic_auth.push(per_mount);
+        }
+        Ok(Resources {
+            access_logs,
+            basic_auth,
+        })
+    }
+
+    pub(crate) fn basic_auth(&self, vhost: usize, mount: usize) -> Option<&Arc<BasicAuth>> {
+        self.basic_auth.get(vhost)?.get(mount)?.as_ref()
+    }
 }
 
 /// Everything a request needs, shared by every connection of this worker.
 pub(crate) struct State {
     pub config: Arc<Config>,
     pub router: Router,
+    pub resources: Resources,
+    /// `Server:` header value, built once.
+    pub server_header: Option<http::HeaderValue>,
+    /// Open files and metadata of small static files, checked by one stat.
+    pub file_cache: lwsws_mounts::file::FileCache,
+    /// Bounds the CGI programs running at once (`cgi-max-processes`).
+    pub cgi: lwsws_mounts::cgi::CgiLimiter,
+    /// Per listener: the idle keep-alive timeout (the longest of its vhosts',
+    /// since the vhost is not known until a request names it).
+    pub keepalive: Vec<std::time::Duration>,
 }
 
 /// Serves on `listeners` until `shutdown` is cancelled, then stops accepting
@@ -54,10 +119,32 @@ pub(crate) struct State {
 pub async fn run(
     listeners: Vec<BoundListener>,
     config: Arc<Config>,
+    resources: Resources,
     shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
     let router = Router::new(&config);
-    let state = Arc::new(State { config, router });
+    let server_header = http::HeaderValue::from_str(&config.global.server_string).ok();
+    let keepalive = router
+        .listeners()
+        .iter()
+        .map(|l| {
+            l.vhosts
+                .iter()
+                .map(|&v| config.vhosts[v].keepalive_timeout)
+                .max()
+                .unwrap_or(std::time::Duration::from_secs(60))
+        })
+        .collect();
+    let cgi = lwsws_mounts::cgi::CgiLimiter::new(config.global.cgi_max_processes);
+    let state = Arc::new(State {
+        config,
+        router,
+        resources,
+        server_header,
+        file_cache: lwsws_mounts::file::FileCache::default(),
+        cgi,
+        keepalive,
+    });
     let tracker = TaskTracker::new();
     let mut accept_loops = Vec::new();
     for l in listeners {

@@ -1,39 +1,119 @@
-//! The request pipeline, top to bottom: refuse unwanted user agents, choose
-//! the vhost, choose the mount, run its handler, finish the response with
-//! the server-wide and vhost headers. Nothing here goes back up.
+//! The request pipeline, top to bottom: refuse what the head guard or the
+//! user-agent rules reject, choose the vhost, choose the mount, check basic
+//! auth, run the mount's handler, finish the response with the server-wide
+//! and vhost headers, and attach the access-log entry. Nothing here goes back.
 
 use crate::State;
+use crate::access_log::{Entry, LoggedBody};
 use crate::conn::ConnInfo;
 use crate::error_page;
-use http::{HeaderValue, Request, Response, StatusCode, header};
-use lwsws_config::{Origin, Vhost};
+use http::request::Parts;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use lwsws_config::Origin;
+use lwsws_mounts::cgi::CgiOutcome;
 use lwsws_mounts::{Body, HttpError};
 
-/// Answers one request.
-pub(crate) async fn handle<B>(state: &State, conn: &ConnInfo, req: Request<B>) -> Response<Body> {
-    let (parts, _body) = req.into_parts();
-    let host = parts
-        .headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| parts.uri.authority().map(|a| a.as_str()));
-
-    let result = route(state, conn, &parts, host).await;
-    let (vhost, resp) = match result {
-        Ok((v, r)) => (Some(v), r),
-        Err((v, e)) => (v, error_page::render(e)),
-    };
-    finish(state, vhost.map(|i| &state.config.vhosts[i]), resp)
+/// The outcome of routing and handling, before the common finishing steps.
+struct Handled {
+    vhost: Option<usize>,
+    user: Option<String>,
+    response: Result<Response<Body>, HttpError>,
+    /// Close the connection after this response (a rejected head).
+    close: bool,
+    /// A CGI program asked for this local path to be served instead.
+    internal_redirect: Option<String>,
 }
 
-type Routed = Result<(usize, Response<Body>), (Option<usize>, HttpError)>;
+/// The head of a GET for `target` (path and query), keeping the client's headers.
+fn redirected_parts(parts: &Parts, target: &str) -> Option<Parts> {
+    let uri: http::Uri = target.parse().ok()?;
+    let mut req = Request::builder()
+        .method(Method::GET)
+        .uri(uri)
+        .version(parts.version)
+        .body(())
+        .ok()?;
+    let h = req.headers_mut();
+    for (k, v) in &parts.headers {
+        if k != header::CONTENT_LENGTH
+            && k != header::CONTENT_TYPE
+            && k != header::TRANSFER_ENCODING
+        {
+            h.append(k.clone(), v.clone());
+        }
+    }
+    Some(req.into_parts().0)
+}
 
-async fn route(
+/// How many CGI internal redirects one request may follow.
+const MAX_INTERNAL_REDIRECTS: usize = 4;
+
+/// Answers one request.
+pub(crate) async fn handle<B>(
     state: &State,
     conn: &ConnInfo,
-    parts: &http::request::Parts,
-    host: Option<&str>,
-) -> Routed {
+    req: Request<B>,
+) -> Response<LoggedBody>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
+    B::Error: std::fmt::Display + Send,
+{
+    let (parts, body) = req.into_parts();
+    let mut h = route(state, conn, &parts, body).await;
+    // A CGI program may answer with a local Location: serve that path instead.
+    let mut hops = 0;
+    while let Some(target) = h.internal_redirect.take() {
+        hops += 1;
+        if hops > MAX_INTERNAL_REDIRECTS {
+            h.response = Err(HttpError::new(StatusCode::INTERNAL_SERVER_ERROR));
+            break;
+        }
+        let Some(next) = redirected_parts(&parts, &target) else {
+            h.response = Err(HttpError::new(StatusCode::INTERNAL_SERVER_ERROR));
+            break;
+        };
+        let user = h.user.take();
+        h = Box::pin(route(
+            state,
+            conn,
+            &next,
+            http_body_util::Empty::<bytes::Bytes>::new(),
+        ))
+        .await;
+        h.user = h.user.take().or(user);
+    }
+    let mut resp = match h.response {
+        Ok(r) => r,
+        Err(e) if e.status == StatusCode::NOT_FOUND => not_found(state, h.vhost, &parts, e).await,
+        Err(e) => error_page::render(e),
+    };
+    finish(state, h.vhost, &mut resp, h.close);
+    let entry = log_entry(state, conn, &parts, h.vhost, h.user, resp.status());
+    resp.map(|b| LoggedBody::new(b, entry))
+}
+
+async fn route<B>(state: &State, conn: &ConnInfo, parts: &Parts, body: B) -> Handled
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
+    B::Error: std::fmt::Display + Send,
+{
+    let mut h = Handled {
+        vhost: None,
+        user: None,
+        response: Err(HttpError::new(StatusCode::INTERNAL_SERVER_ERROR)),
+        close: false,
+        internal_redirect: None,
+    };
+    // 1. A head the guard refused arrives as a synthetic request.
+    if let Some(status) = rejected(parts) {
+        if let Some((code, reason)) = conn.handle.violation() {
+            tracing::info!(peer = ?conn.peer, status = code, reason, "bad request head refused");
+        }
+        h.response = Err(HttpError::new(status));
+        h.close = true;
+        return h;
+    }
+    // 2. User agents the operator refuses.
     let g = &state.config.global;
     if !g.reject_service_keywords.is_empty()
         && let Some(ua) = parts
@@ -45,42 +125,195 @@ async fn route(
             .iter()
             .find(|r| ua.contains(&r.keyword))
     {
-        return Err((None, HttpError::new(r.status)));
+        h.response = Err(HttpError::new(r.status));
+        return h;
     }
-    let vhost = state
-        .router
-        .select_vhost(conn.listener, host, None)
-        .map_err(|_| (None, HttpError::new(StatusCode::MISDIRECTED_REQUEST)))?;
+    // 3. Vhost by Host.
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| parts.uri.authority().map(|a| a.as_str()));
+    let vhost = match state.router.select_vhost(conn.listener, host, None) {
+        Ok(v) => v,
+        Err(_) => {
+            h.response = Err(HttpError::new(StatusCode::MISDIRECTED_REQUEST));
+            return h;
+        }
+    };
+    h.vhost = Some(vhost);
     let v = &state.config.vhosts[vhost];
-    let path = parts.uri.path();
-    let Some((mi, remainder)) = state.router.select_mount(vhost, path) else {
-        return Err((Some(vhost), HttpError::new(StatusCode::NOT_FOUND)));
+    // 4. Mount by path.
+    let Some((mi, remainder)) = state.router.select_mount(vhost, parts.uri.path()) else {
+        h.response = Err(HttpError::new(StatusCode::NOT_FOUND));
+        return h;
     };
     let mount = &v.mounts[mi];
-    let resp = match &mount.origin {
-        Origin::File(root) => lwsws_mounts::file::serve(parts, mount, root, remainder).await,
+    // 5. Basic auth, before any handler sees the request.
+    if let Some(auth) = state.resources.basic_auth(vhost, mi) {
+        match auth
+            .check_async(parts.headers.get(header::AUTHORIZATION))
+            .await
+        {
+            Some(user) => h.user = Some(user),
+            None => {
+                h.response = Err(lwsws_mounts::auth::challenge(&v.name));
+                return h;
+            }
+        }
+    }
+    // 6. The handler.
+    h.response = match &mount.origin {
+        Origin::File(root) => {
+            lwsws_mounts::file::serve_cached(parts, mount, root, remainder, &state.file_cache).await
+        }
         Origin::Redirect(base) => Err(lwsws_mounts::redirect::redirect(
             base,
             remainder,
             parts.uri.query(),
         )),
-        Origin::Cgi(_) | Origin::Proxy(_) | Origin::Callback(_) => {
-            Err(HttpError::new(StatusCode::NOT_IMPLEMENTED))
+        Origin::Cgi(program) => {
+            let info = lwsws_mounts::cgi::CgiRequest {
+                server_software: &g.server_string,
+                server_name: &v.name,
+                local: conn.local,
+                peer: conn.peer,
+                tls: false,
+                user: h.user.as_deref(),
+            };
+            match lwsws_mounts::cgi::serve(
+                parts, body, mount, program, remainder, &info, &state.cgi,
+            )
+            .await
+            {
+                Ok(CgiOutcome::Response(r)) => Ok(*r),
+                Ok(CgiOutcome::InternalRedirect(target)) => {
+                    h.internal_redirect = Some(target);
+                    Err(HttpError::new(StatusCode::INTERNAL_SERVER_ERROR))
+                }
+                Err(e) => Err(e),
+            }
         }
+        Origin::Proxy(_) | Origin::Callback(_) => Err(HttpError::new(StatusCode::NOT_IMPLEMENTED)),
     };
-    resp.map(|r| (vhost, r)).map_err(|e| (Some(vhost), e))
+    h
 }
 
-/// Adds `Server:` and the vhost's `headers` to every response.
-fn finish(state: &State, vhost: Option<&Vhost>, mut resp: Response<Body>) -> Response<Body> {
-    let h = resp.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&state.config.global.server_string) {
-        h.insert(header::SERVER, v);
+/// The status carried by the guard's synthetic request, if this is one.
+fn rejected(parts: &Parts) -> Option<StatusCode> {
+    let v = parts.headers.get(crate::guard::REJECT_HEADER)?;
+    v.to_str()
+        .ok()
+        .and_then(|s| s.parse::<u16>().ok())
+        .and_then(|c| StatusCode::from_u16(c).ok())
+        .or(Some(StatusCode::BAD_REQUEST))
+}
+
+/// A 404, or with `error-document-404` that page's content with status 404.
+async fn not_found(
+    state: &State,
+    vhost: Option<usize>,
+    parts: &Parts,
+    e: HttpError,
+) -> Response<Body> {
+    let Some(vi) = vhost else {
+        return error_page::render(e);
+    };
+    let v = &state.config.vhosts[vi];
+    let Some(doc) = &v.error_document_404 else {
+        return error_page::render(e);
+    };
+    if parts.uri.path() == doc.as_str() {
+        return error_page::render(e);
     }
-    if let Some(v) = vhost {
+    let Some((mi, remainder)) = state.router.select_mount(vi, doc) else {
+        return error_page::render(e);
+    };
+    let mount = &v.mounts[mi];
+    let Origin::File(root) = &mount.origin else {
+        return error_page::render(e);
+    };
+    // Fetch the page as a plain GET (or HEAD) of its own path.
+    let mut req = Request::builder().method(if parts.method == Method::HEAD {
+        Method::HEAD
+    } else {
+        Method::GET
+    });
+    if let Ok(uri) = doc.parse::<http::Uri>() {
+        req = req.uri(uri);
+    }
+    let Ok(req) = req.body(()) else {
+        return error_page::render(e);
+    };
+    let (doc_parts, ()) = req.into_parts();
+    match lwsws_mounts::file::serve_cached(&doc_parts, mount, root, remainder, &state.file_cache)
+        .await
+    {
+        Ok(mut r) if r.status() == StatusCode::OK => {
+            *r.status_mut() = StatusCode::NOT_FOUND;
+            let h = r.headers_mut();
+            h.remove(header::ETAG);
+            h.remove(header::LAST_MODIFIED);
+            h.remove(header::ACCEPT_RANGES);
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r
+        }
+        _ => error_page::render(e),
+    }
+}
+
+/// Adds `Server:`, the vhost's `headers`, and `Connection: close` when asked.
+fn finish(state: &State, vhost: Option<usize>, resp: &mut Response<Body>, close: bool) {
+    let h = resp.headers_mut();
+    if let Some(v) = &state.server_header {
+        h.insert(header::SERVER, v.clone());
+    }
+    if let Some(v) = vhost.and_then(|i| state.config.vhosts.get(i)) {
         for (k, val) in &v.headers {
             h.append(k.clone(), val.clone());
         }
     }
-    resp
+    if close {
+        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+}
+
+fn log_entry(
+    state: &State,
+    conn: &ConnInfo,
+    parts: &Parts,
+    vhost: Option<usize>,
+    user: Option<String>,
+    status: StatusCode,
+) -> Option<Entry> {
+    // Requests no vhost took are logged by the listener's first vhost.
+    let vi = vhost.or_else(|| {
+        state
+            .router
+            .listeners()
+            .get(conn.listener)
+            .and_then(|l| l.vhosts.first().copied())
+    })?;
+    let file = state.resources.access_logs.by_vhost.get(vi)?.clone()?;
+    let header = |n: header::HeaderName| {
+        parts
+            .headers
+            .get(n)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    };
+    let request_line = if rejected(parts).is_some() {
+        "-".to_string()
+    } else {
+        let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        format!("{} {} {:?}", parts.method, target, parts.version)
+    };
+    Some(Entry {
+        file,
+        peer: conn.peer,
+        user,
+        request_line,
+        status: status.as_u16(),
+        referer: header(header::REFERER),
+        user_agent: header(header::USER_AGENT),
+    })
 }

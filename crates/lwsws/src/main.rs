@@ -61,6 +61,13 @@ fn print_diagnostics(list: &[Diagnostic]) {
 /// Binds every listener, then serves until SIGTERM or SIGINT.
 fn serve(cli: &Cli, config: lwsws_config::Config) -> ExitCode {
     let config = Arc::new(config);
+    let resources = match lwsws_server::Resources::load(&config) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("lwsws: {e}");
+            return ExitCode::from(exit::STARTUP);
+        }
+    };
     let listeners = match bind::bind_all(&config) {
         Ok(l) => l,
         Err(e) => {
@@ -99,7 +106,7 @@ fn serve(cli: &Cli, config: lwsws_config::Config) -> ExitCode {
             config = %cli.config_dir.display(),
             "lwsws serving"
         );
-        let server = lwsws_server::run(listeners, config.clone(), shutdown.clone());
+        let server = lwsws_server::run(listeners, config.clone(), resources, shutdown.clone());
         tokio::pin!(server);
         tokio::select! {
             r = &mut server => return finish(r),

@@ -1,0 +1,169 @@
+//! Access logs in Apache "combined" format, one line per request, written
+//! when the response body is finished (or abandoned) so the byte count is
+//! what was really sent.
+//!
+//! The files are opened by whoever starts the worker (so root-owned log
+//! directories work) and handed over as [`AccessLogs`]; every write is one
+//! `write` call on an `O_APPEND` descriptor, so lines of concurrent requests
+//! never interleave.
+
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+use lwsws_mounts::Body;
+use std::fs::File;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+/// The open access log of each vhost (`None`: the vhost has none).
+#[derive(Debug, Clone, Default)]
+pub struct AccessLogs {
+    pub by_vhost: Vec<Option<Arc<File>>>,
+}
+
+impl AccessLogs {
+    /// Opens (creating, appending) every `access-log` of the configuration;
+    /// vhosts naming the same path share one descriptor.
+    pub fn open(config: &lwsws_config::Config) -> std::io::Result<AccessLogs> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut opened: Vec<(std::path::PathBuf, Arc<File>)> = Vec::new();
+        let mut by_vhost = Vec::new();
+        for v in &config.vhosts {
+            let Some(path) = &v.access_log else {
+                by_vhost.push(None);
+                continue;
+            };
+            if let Some((_, f)) = opened.iter().find(|(p, _)| p == path) {
+                by_vhost.push(Some(f.clone()));
+                continue;
+            }
+            let f = std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .mode(0o640)
+                .open(path)
+                .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+            let f = Arc::new(f);
+            opened.push((path.clone(), f.clone()));
+            by_vhost.push(Some(f));
+        }
+        Ok(AccessLogs { by_vhost })
+    }
+}
+
+/// What the log line says about a request, gathered before the response goes out.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    pub file: Arc<File>,
+    pub peer: Option<SocketAddr>,
+    pub user: Option<String>,
+    /// `"GET /path HTTP/1.1"` without the quotes.
+    pub request_line: String,
+    pub status: u16,
+    pub referer: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+impl Entry {
+    fn write(&self, bytes: u64) {
+        let now = time::OffsetDateTime::now_utc();
+        let stamp = now
+            .format(time::macros::format_description!(
+                "[day]/[month repr:short]/[year]:[hour]:[minute]:[second] +0000"
+            ))
+            .unwrap_or_default();
+        let host = self
+            .peer
+            .map_or_else(|| "-".to_string(), |p| p.ip().to_string());
+        let line = format!(
+            "{host} - {user} [{stamp}] \"{req}\" {status} {bytes} \"{referer}\" \"{ua}\"\n",
+            user = self.user.as_deref().map_or_else(|| "-".to_string(), escape),
+            req = escape(&self.request_line),
+            status = self.status,
+            bytes = if bytes == 0 {
+                "-".to_string()
+            } else {
+                bytes.to_string()
+            },
+            referer = self
+                .referer
+                .as_deref()
+                .map_or_else(|| "-".to_string(), escape),
+            ua = self
+                .user_agent
+                .as_deref()
+                .map_or_else(|| "-".to_string(), escape),
+        );
+        if let Err(e) = (&*self.file).write_all(line.as_bytes()) {
+            tracing::warn!(error = %e, "cannot write the access log");
+        }
+    }
+}
+
+/// Apache's escaping: `"` and `\` backslashed, control and non-ASCII bytes as `\xHH`.
+fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            0x20..=0x7e => out.push(b as char),
+            _ => out.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    out
+}
+
+/// A response body that writes the log line once it is finished or dropped.
+pub(crate) struct LoggedBody {
+    inner: Body,
+    entry: Option<Entry>,
+    sent: u64,
+}
+
+impl LoggedBody {
+    pub fn new(inner: Body, entry: Option<Entry>) -> Self {
+        LoggedBody {
+            inner,
+            entry,
+            sent: 0,
+        }
+    }
+}
+
+impl Drop for LoggedBody {
+    fn drop(&mut self) {
+        if let Some(e) = self.entry.take() {
+            e.write(self.sent);
+        }
+    }
+}
+
+impl http_body::Body for LoggedBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(f))) = &r
+            && let Some(d) = f.data_ref()
+        {
+            this.sent += d.len() as u64;
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
