@@ -7,6 +7,7 @@
 //! `write` call on an `O_APPEND` descriptor, so lines of concurrent requests
 //! never interleave.
 
+use crate::guard::InFlight;
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use lwsws_mounts::Body;
@@ -117,18 +118,22 @@ fn escape(s: &str) -> String {
 }
 
 /// A response body that writes the log line once it is finished or dropped.
+/// It also holds the connection's in-flight mark, so the head guard's idle
+/// timer never cuts a response whose body is still being produced.
 pub(crate) struct LoggedBody {
     inner: Body,
     entry: Option<Entry>,
     sent: u64,
+    _busy: InFlight,
 }
 
 impl LoggedBody {
-    pub fn new(inner: Body, entry: Option<Entry>) -> Self {
+    pub fn new(inner: Body, entry: Option<Entry>, busy: InFlight) -> Self {
         LoggedBody {
             inner,
             entry,
             sent: 0,
+            _busy: busy,
         }
     }
 }

@@ -98,8 +98,6 @@ impl ConnHandle {
     /// while any is held, no head or idle timeout ends the connection (hyper
     /// would drop the answer). Hold it for the whole of the service call; once
     /// hyper writes the answer, writes keep the connection alive.
-    // Used once the pipeline holds it around each request.
-    #[allow(dead_code)]
     pub(crate) fn in_flight(&self) -> InFlight {
         self.shared.in_flight.fetch_add(1, Ordering::AcqRel);
         InFlight(self.clone())

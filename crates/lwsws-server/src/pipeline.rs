@@ -58,6 +58,7 @@ where
     B: http_body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
     B::Error: std::fmt::Display + Send,
 {
+    let busy = conn.handle.in_flight();
     let (parts, body) = req.into_parts();
     let mut h = route(state, conn, &parts, body).await;
     // A CGI program may answer with a local Location: serve that path instead.
@@ -89,7 +90,7 @@ where
     };
     finish(state, h.vhost, &mut resp, h.close);
     let entry = log_entry(state, conn, &parts, h.vhost, h.user, resp.status());
-    resp.map(|b| LoggedBody::new(b, entry))
+    resp.map(|b| LoggedBody::new(b, entry, busy))
 }
 
 async fn route<B>(state: &State, conn: &ConnInfo, parts: &Parts, body: B) -> Handled
