@@ -114,10 +114,12 @@ pub(crate) struct State {
     pub keepalive: Vec<std::time::Duration>,
 }
 
-/// Serves on `listeners` until `shutdown` is cancelled, then stops accepting
-/// and waits for the connections in flight to finish.
+/// Serves on `listeners` (and on those arriving later through `late`, such
+/// as an interface that appeared) until `shutdown` is cancelled, then stops
+/// accepting and waits for the connections in flight to finish.
 pub async fn run(
     listeners: Vec<BoundListener>,
+    mut late: tokio::sync::mpsc::Receiver<BoundListener>,
     config: Arc<Config>,
     resources: Resources,
     shutdown: CancellationToken,
@@ -148,29 +150,47 @@ pub async fn run(
     let tracker = TaskTracker::new();
     let mut accept_loops = Vec::new();
     for l in listeners {
-        let shown = lwsws_config::describe_listen(&l.listen);
-        let index = state
-            .router
-            .listener_index(&l.listen)
-            .ok_or_else(|| ServerError::UnusedListener(shown.clone()))?;
-        let listener =
-            conn::Listener::from_socket(l.socket).map_err(|source| ServerError::Listener {
-                listen: shown.clone(),
-                source,
-            })?;
-        accept_loops.push(tokio::spawn(conn::accept_loop(
-            listener,
-            index,
-            state.clone(),
-            tracker.clone(),
-            shutdown.clone(),
-        )));
+        accept_loops.push(start_accepting(l, &state, &tracker, &shutdown)?);
     }
-    shutdown.cancelled().await;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            Some(l) = late.recv() => match start_accepting(l, &state, &tracker, &shutdown) {
+                Ok(h) => accept_loops.push(h),
+                Err(e) => tracing::error!(error = %e, "cannot serve on a late listener"),
+            },
+        }
+    }
     for a in accept_loops {
         let _ = a.await;
     }
     tracker.close();
     tracker.wait().await;
     Ok(())
+}
+
+/// Spawns the accept loop of one bound listener.
+fn start_accepting(
+    l: BoundListener,
+    state: &Arc<State>,
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
+) -> Result<tokio::task::JoinHandle<()>, ServerError> {
+    let shown = lwsws_config::describe_listen(&l.listen);
+    let index = state
+        .router
+        .listener_index(&l.listen)
+        .ok_or_else(|| ServerError::UnusedListener(shown.clone()))?;
+    let listener =
+        conn::Listener::from_socket(l.socket).map_err(|source| ServerError::Listener {
+            listen: shown,
+            source,
+        })?;
+    Ok(tokio::spawn(conn::accept_loop(
+        listener,
+        index,
+        state.clone(),
+        tracker.clone(),
+        shutdown.clone(),
+    )))
 }

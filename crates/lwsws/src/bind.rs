@@ -26,11 +26,22 @@ pub enum BindError {
     Owner { path: String, reason: String },
 }
 
+/// A listener on a named interface that had no address when we started.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub listen: Listen,
+    pub name: String,
+    pub port: u16,
+    pub family: IpFamily,
+}
+
 /// Binds a socket for every listener of the configuration. An interface
-/// given by name that has no address yet is logged and skipped.
-pub fn bind_all(config: &Config) -> Result<Vec<BoundListener>, BindError> {
+/// given by name that has no address yet is logged and returned as pending,
+/// to be bound by [`watch_interfaces`] when it appears.
+pub fn bind_all(config: &Config) -> Result<(Vec<BoundListener>, Vec<Pending>), BindError> {
     let router = Router::new(config);
     let mut out = Vec::new();
+    let mut pending = Vec::new();
     for l in router.listeners() {
         let what = describe_listen(&l.listen);
         match &l.listen {
@@ -55,7 +66,13 @@ pub fn bind_all(config: &Config) -> Result<Vec<BoundListener>, BindError> {
                     Some(Interface::Name(name)) => {
                         let addrs = interface_addrs(name, *family);
                         if addrs.is_empty() {
-                            tracing::warn!(interface = %name, port, "interface has no usable address; not listening on it");
+                            tracing::warn!(interface = %name, port, "interface has no usable address yet; it will be bound when it appears");
+                            pending.push(Pending {
+                                listen: l.listen.clone(),
+                                name: name.clone(),
+                                port: *port,
+                                family: *family,
+                            });
                         }
                         addrs
                             .into_iter()
@@ -105,7 +122,52 @@ pub fn bind_all(config: &Config) -> Result<Vec<BoundListener>, BindError> {
             }
         }
     }
-    Ok(out)
+    Ok((out, pending))
+}
+
+/// How often named interfaces that had no address are looked at again.
+const INTERFACE_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Binds each pending interface once it has an address, and hands the new
+/// sockets to the running server through `to_server`.
+pub async fn watch_interfaces(
+    mut pending: Vec<Pending>,
+    to_server: tokio::sync::mpsc::Sender<BoundListener>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    while !pending.is_empty() {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(INTERFACE_POLL) => {}
+        }
+        let mut still = Vec::new();
+        for p in pending {
+            let addrs = interface_addrs(&p.name, p.family);
+            if addrs.is_empty() {
+                still.push(p);
+                continue;
+            }
+            for a in addrs {
+                let addr = SocketAddr::new(a, p.port);
+                match tcp(addr, a.is_ipv6()) {
+                    Ok(sock) => {
+                        tracing::info!(interface = %p.name, %addr, "interface appeared; listening");
+                        let bound = BoundListener {
+                            listen: p.listen.clone(),
+                            socket: Socket::Tcp(sock),
+                        };
+                        if to_server.send(bound).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(interface = %p.name, %addr, error = %e, "cannot listen on the interface that appeared")
+                    }
+                }
+            }
+        }
+        pending = still;
+    }
 }
 
 fn libc_eafnosupport() -> i32 {

@@ -68,7 +68,7 @@ fn serve(cli: &Cli, config: lwsws_config::Config) -> ExitCode {
             return ExitCode::from(exit::STARTUP);
         }
     };
-    let listeners = match bind::bind_all(&config) {
+    let (listeners, pending) = match bind::bind_all(&config) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("lwsws: {e}");
@@ -106,7 +106,15 @@ fn serve(cli: &Cli, config: lwsws_config::Config) -> ExitCode {
             config = %cli.config_dir.display(),
             "lwsws serving"
         );
-        let server = lwsws_server::run(listeners, config.clone(), resources, shutdown.clone());
+        let (late_tx, late_rx) = tokio::sync::mpsc::channel(16);
+        tokio::spawn(bind::watch_interfaces(pending, late_tx, shutdown.clone()));
+        let server = lwsws_server::run(
+            listeners,
+            late_rx,
+            config.clone(),
+            resources,
+            shutdown.clone(),
+        );
         tokio::pin!(server);
         tokio::select! {
             r = &mut server => return finish(r),
