@@ -291,7 +291,7 @@ pub struct ProxyOrigin {
     pub path: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ProxyTarget {
     Tcp { host: String, port: u16 },
     Unix(PathBuf),

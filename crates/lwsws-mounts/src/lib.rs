@@ -1,5 +1,6 @@
-//! Request handlers, one module per mount kind (`file`, `redirect`, `cgi`;
-//! proxy and callback arrive with their issues), plus `auth` for basic auth.
+//! Request handlers, one module per mount kind (`file`, `redirect`, `cgi`,
+//! `proxy`; callback arrives with the WebSocket issue), plus `auth` for
+//! basic auth.
 //!
 //! A handler receives the request head, the mount it matched and the
 //! remainder of the path past the mountpoint, and returns a response with a
@@ -12,6 +13,7 @@ pub mod body;
 pub mod cgi;
 pub mod error;
 pub mod file;
+pub mod proxy;
 pub mod redirect;
 
 pub use body::Body;

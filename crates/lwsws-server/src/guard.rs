@@ -82,8 +82,6 @@ impl ConnHandle {
     /// Called by the pipeline when it answers `101 Switching Protocols` (or
     /// accepts a CONNECT), before the answer is written: bytes arriving after
     /// this request then pass unchecked. Without it, checking continues.
-    // Used once the pipeline upgrades connections (WebSocket, proxy tunnels).
-    #[allow(dead_code)]
     pub(crate) fn mark_upgraded(&self) {
         self.shared.upgraded.store(true, Ordering::Release);
     }

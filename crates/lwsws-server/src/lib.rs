@@ -48,6 +48,8 @@ pub enum ServerError {
     UnusedListener(String),
     #[error("cannot open access log {0}")]
     AccessLog(#[source] std::io::Error),
+    #[error("proxy TLS settings: {0}")]
+    ProxyTls(String),
     #[error("basic-auth file of mount {mountpoint} of vhost {vhost}: {source}")]
     BasicAuth {
         vhost: String,
@@ -59,11 +61,13 @@ pub enum ServerError {
 
 /// Files the worker needs besides sockets, opened or read before serving:
 /// access logs (opened by a privileged parent) and basic-auth credentials.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Resources {
     pub access_logs: AccessLogs,
     /// Per vhost, per mount: the credentials protecting it.
     pub basic_auth: Vec<Vec<Option<Arc<BasicAuth>>>>,
+    /// Trust roots of `https://` proxy upstreams (system store, `proxy-ca`).
+    pub proxy_tls: lwsws_mounts::proxy::pool_tls::TlsConfigs,
 }
 
 impl Resources {
@@ -87,9 +91,11 @@ impl Resources {
             }
             basic_auth.push(per_mount);
         }
+        let proxy_tls = lwsws_mounts::proxy::tls_configs(config).map_err(ServerError::ProxyTls)?;
         Ok(Resources {
             access_logs,
             basic_auth,
+            proxy_tls,
         })
     }
 
@@ -109,6 +115,8 @@ pub(crate) struct State {
     pub file_cache: lwsws_mounts::file::FileCache,
     /// Bounds the CGI programs running at once (`cgi-max-processes`).
     pub cgi: lwsws_mounts::cgi::CgiLimiter,
+    /// Idle upstream connections of proxy mounts.
+    pub proxy: lwsws_mounts::proxy::Pool,
     /// Per listener: the idle keep-alive timeout (the longest of its vhosts',
     /// since the vhost is not known until a request names it).
     pub keepalive: Vec<std::time::Duration>,
@@ -138,6 +146,7 @@ pub async fn run(
         })
         .collect();
     let cgi = lwsws_mounts::cgi::CgiLimiter::new(config.global.cgi_max_processes);
+    let proxy = lwsws_mounts::proxy::Pool::new(resources.proxy_tls.clone());
     let state = Arc::new(State {
         config,
         router,
@@ -145,6 +154,7 @@ pub async fn run(
         server_header,
         file_cache: lwsws_mounts::file::FileCache::default(),
         cgi,
+        proxy,
         keepalive,
     });
     let tracker = TaskTracker::new();

@@ -59,8 +59,9 @@ where
     B::Error: std::fmt::Display + Send,
 {
     let busy = conn.handle.in_flight();
-    let (parts, body) = req.into_parts();
-    let mut h = route(state, conn, &parts, body).await;
+    let (mut parts, body) = req.into_parts();
+    let on_upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
+    let mut h = route(state, conn, &parts, body, on_upgrade).await;
     // A CGI program may answer with a local Location: serve that path instead.
     let mut hops = 0;
     while let Some(target) = h.internal_redirect.take() {
@@ -79,6 +80,7 @@ where
             conn,
             &next,
             http_body_util::Empty::<bytes::Bytes>::new(),
+            None,
         ))
         .await;
         h.user = h.user.take().or(user);
@@ -88,12 +90,22 @@ where
         Err(e) if e.status == StatusCode::NOT_FOUND => not_found(state, h.vhost, &parts, e).await,
         Err(e) => error_page::render(e),
     };
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        // From here on the connection carries another protocol.
+        conn.handle.mark_upgraded();
+    }
     finish(state, h.vhost, &mut resp, h.close);
     let entry = log_entry(state, conn, &parts, h.vhost, h.user, resp.status());
     resp.map(|b| LoggedBody::new(b, entry, busy))
 }
 
-async fn route<B>(state: &State, conn: &ConnInfo, parts: &Parts, body: B) -> Handled
+async fn route<B>(
+    state: &State,
+    conn: &ConnInfo,
+    parts: &Parts,
+    body: B,
+    on_upgrade: Option<hyper::upgrade::OnUpgrade>,
+) -> Handled
 where
     B: http_body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
     B::Error: std::fmt::Display + Send,
@@ -195,7 +207,26 @@ where
                 Err(e) => Err(e),
             }
         }
-        Origin::Proxy(_) | Origin::Callback(_) => Err(HttpError::new(StatusCode::NOT_IMPLEMENTED)),
+        Origin::Proxy(origin) => {
+            let info = lwsws_mounts::proxy::ProxyRequest {
+                peer: conn.peer,
+                tls: false,
+                vhost: &v.name,
+                connect_timeout: g.timeout,
+            };
+            lwsws_mounts::proxy::serve(
+                parts,
+                body,
+                on_upgrade,
+                mount,
+                origin,
+                remainder,
+                &info,
+                &state.proxy,
+            )
+            .await
+        }
+        Origin::Callback(_) => Err(HttpError::new(StatusCode::NOT_IMPLEMENTED)),
     };
     h
 }

@@ -1,0 +1,392 @@
+//! Reverse-proxy mounts (SPEC §3.5): map the request onto the upstream,
+//! stream bodies both ways, fix up headers, and rewrite what points back at
+//! the upstream (`Location`, cookie paths, links in HTML) to the mountpoint.
+//!
+//! Upstream connections come from [`pool::Pool`], a per-worker pool of hyper
+//! HTTP/1 connections per upstream. Link rewriting is in `rewrite.rs`, the
+//! streaming HTML and gzip body in `html.rs`.
+
+mod html;
+mod pool;
+mod rewrite;
+
+use crate::{Body, HttpError};
+use bytes::Bytes;
+use http::request::Parts;
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri, header};
+use http_body::Frame;
+use lwsws_config::{Config, Mount, Origin, ProxyOrigin, ProxyTarget};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+pub use pool::Pool;
+
+/// TLS client settings for upstreams.
+pub mod pool_tls {
+    pub use super::pool::TlsConfigs;
+}
+pub use rewrite::Rewriter;
+
+/// The body sent upstream: the client's body, errors as `io::Error`.
+pub type UpstreamBody = Pin<Box<dyn http_body::Body<Data = Bytes, Error = std::io::Error> + Send>>;
+
+/// Facts about the client side of the request.
+#[derive(Debug, Clone)]
+pub struct ProxyRequest<'a> {
+    pub peer: Option<SocketAddr>,
+    /// The client spoke TLS to us.
+    pub tls: bool,
+    /// The vhost's name, when the request has no Host.
+    pub vhost: &'a str,
+    /// How long connecting may take (`timeout-secs`).
+    pub connect_timeout: Duration,
+}
+
+/// Why the upstream could not answer, as the client will see it.
+fn bad_gateway() -> HttpError {
+    HttpError::new(StatusCode::BAD_GATEWAY)
+}
+
+/// Proxies one request to the upstream of `mount`.
+#[allow(clippy::too_many_arguments)]
+pub async fn serve<B>(
+    parts: &Parts,
+    body: B,
+    on_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    mount: &Mount,
+    origin: &ProxyOrigin,
+    remainder: &str,
+    info: &ProxyRequest<'_>,
+    pool: &Pool,
+) -> Result<Response<Body>, HttpError>
+where
+    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: std::fmt::Display + Send,
+{
+    let websocket = is_websocket_upgrade(&parts.headers);
+    let uri = upstream_uri(origin, remainder, parts.uri.query())?;
+    let mut req = Request::builder()
+        .method(parts.method.clone())
+        .uri(uri)
+        .version(http::Version::HTTP_11);
+    if let Some(h) = req.headers_mut() {
+        *h = upstream_headers(parts, origin, info, websocket);
+    }
+    let up_body: UpstreamBody = Box::pin(ClientBody(body));
+    let req = req
+        .body(up_body)
+        .map_err(|_| HttpError::new(StatusCode::BAD_REQUEST))?;
+
+    let key = pool::Key::new(origin, mount.proxy_ca.as_deref());
+    let mut conn = pool.checkout(&key, origin, info.connect_timeout).await?;
+    let response = match tokio::time::timeout(mount.proxy_timeout, conn.send(req)).await {
+        Err(_) => {
+            tracing::warn!(upstream = %key, seconds = mount.proxy_timeout.as_secs(), "upstream did not answer in time");
+            return Err(HttpError::new(StatusCode::GATEWAY_TIMEOUT));
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(upstream = %key, error = %e, "upstream request failed");
+            return Err(bad_gateway());
+        }
+        Ok(Ok(r)) => r,
+    };
+
+    let (mut head, up) = response.into_parts();
+    // Our answer speaks the client's HTTP version, whatever the upstream spoke.
+    head.version = parts.version;
+    if websocket && head.status == StatusCode::SWITCHING_PROTOCOLS {
+        let up_upgrade = hyper::upgrade::on(Response::from_parts(head.clone(), ()));
+        let _ = up;
+        let Some(client_upgrade) = on_upgrade else {
+            return Err(bad_gateway());
+        };
+        tokio::spawn(tunnel(client_upgrade, up_upgrade, key.to_string()));
+        strip_hop_by_hop(&mut head.headers, true);
+        let mut resp = Response::from_parts(head, Body::empty());
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        resp.headers_mut()
+            .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        return Ok(resp);
+    }
+
+    strip_hop_by_hop(&mut head.headers, false);
+    let rewriter = Rewriter::new(&mount.mountpoint, origin);
+    rewriter.response_headers(&mut head.headers);
+    append_via(&mut head.headers);
+    let body = pool::ReturningBody::new(up, conn, mount.proxy_timeout);
+    let body: Body = if html::is_html(&head.headers) {
+        match html::rewrite_body(&mut head.headers, body, rewriter) {
+            Some(b) => b,
+            None => return Err(bad_gateway()),
+        }
+    } else {
+        Body::Stream(Box::pin(body))
+    };
+    Ok(Response::from_parts(head, body))
+}
+
+/// Origin path (without its trailing `/`) + remainder (`/` if empty) + query.
+pub fn upstream_uri(
+    origin: &ProxyOrigin,
+    remainder: &str,
+    query: Option<&str>,
+) -> Result<Uri, HttpError> {
+    let mut pq = String::with_capacity(origin.path.len() + remainder.len() + 16);
+    pq.push_str(&origin.path);
+    pq.push_str(if remainder.is_empty() { "/" } else { remainder });
+    if let Some(q) = query {
+        pq.push('?');
+        pq.push_str(q);
+    }
+    pq.parse::<Uri>()
+        .map_err(|_| HttpError::new(StatusCode::BAD_REQUEST))
+}
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1), plus those named in `Connection`.
+fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
+    let named: Vec<HeaderName> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    for n in named {
+        if keep_upgrade && n == header::UPGRADE {
+            continue;
+        }
+        h.remove(&n);
+    }
+    for n in [
+        header::CONNECTION,
+        header::TE,
+        header::TRAILER,
+        header::TRANSFER_ENCODING,
+        header::PROXY_AUTHENTICATE,
+        header::PROXY_AUTHORIZATION,
+    ] {
+        h.remove(n);
+    }
+    for n in ["keep-alive", "proxy-connection"] {
+        h.remove(n);
+    }
+    if !keep_upgrade {
+        h.remove(header::UPGRADE);
+    }
+}
+
+fn is_websocket_upgrade(h: &HeaderMap) -> bool {
+    h.get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
+fn append_via(h: &mut HeaderMap) {
+    h.append(header::VIA, HeaderValue::from_static("1.1 lwsws"));
+}
+
+/// The request headers the upstream sees.
+fn upstream_headers(
+    parts: &Parts,
+    origin: &ProxyOrigin,
+    info: &ProxyRequest<'_>,
+    websocket: bool,
+) -> HeaderMap {
+    let mut h = parts.headers.clone();
+    let client_host = h
+        .get(header::HOST)
+        .cloned()
+        .or_else(|| {
+            parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        })
+        .or_else(|| HeaderValue::from_str(info.vhost).ok());
+    strip_hop_by_hop(&mut h, websocket);
+    if websocket {
+        h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    }
+    if let Ok(v) = HeaderValue::from_str(&origin_authority(origin)) {
+        h.insert(header::HOST, v);
+    }
+    if let Some(peer) = info.peer {
+        let ip = peer.ip().to_string();
+        let xff = match h.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+            Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
+            _ => ip,
+        };
+        if let Ok(v) = HeaderValue::from_str(&xff) {
+            h.insert("x-forwarded-for", v);
+        }
+    }
+    h.insert(
+        "x-forwarded-proto",
+        HeaderValue::from_static(if info.tls { "https" } else { "http" }),
+    );
+    if let Some(host) = client_host {
+        h.insert("x-forwarded-host", host);
+    }
+    append_via(&mut h);
+    h
+}
+
+/// `host[:port]` of the origin as a Host header (default ports omitted).
+pub fn origin_authority(origin: &ProxyOrigin) -> String {
+    match &origin.target {
+        ProxyTarget::Tcp { host, port } => {
+            let host = if host.contains(':') {
+                format!("[{host}]")
+            } else {
+                host.clone()
+            };
+            let default = if origin.tls { 443 } else { 80 };
+            if *port == default {
+                host
+            } else {
+                format!("{host}:{port}")
+            }
+        }
+        ProxyTarget::Unix(_) => "localhost".to_string(),
+    }
+}
+
+/// Copies bytes both ways between the client and the upstream after a 101.
+async fn tunnel(
+    client: hyper::upgrade::OnUpgrade,
+    upstream: hyper::upgrade::OnUpgrade,
+    name: String,
+) {
+    let (c, u) = match tokio::try_join!(client, upstream) {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::debug!(upstream = %name, error = %e, "websocket upgrade did not complete");
+            return;
+        }
+    };
+    let mut c = hyper_util::rt::TokioIo::new(c);
+    let mut u = hyper_util::rt::TokioIo::new(u);
+    if let Err(e) = tokio::io::copy_bidirectional(&mut c, &mut u).await {
+        tracing::debug!(upstream = %name, error = %e, "websocket tunnel ended");
+    }
+}
+
+/// The client's request body with its errors made `io::Error`s.
+struct ClientBody<B>(B);
+
+impl<B> http_body::Body for ClientBody<B>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        match Pin::new(&mut self.get_mut().0).poll_frame(cx) {
+            Poll::Ready(Some(Err(e))) => {
+                Poll::Ready(Some(Err(std::io::Error::other(e.to_string()))))
+            }
+            other => other.map(|o| o.map(|r| r.map_err(|_| std::io::Error::other("unreachable")))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.0.size_hint()
+    }
+}
+
+/// The TLS client settings of every `https://` proxy mount, built once.
+pub fn tls_configs(config: &Config) -> Result<pool::TlsConfigs, String> {
+    let mut cas: Vec<std::path::PathBuf> = Vec::new();
+    let mut any_https = false;
+    for v in &config.vhosts {
+        for m in &v.mounts {
+            if let Origin::Proxy(p) = &m.origin
+                && p.tls
+            {
+                any_https = true;
+                if let Some(ca) = &m.proxy_ca
+                    && !cas.contains(ca)
+                {
+                    cas.push(ca.clone());
+                }
+            }
+        }
+    }
+    pool::TlsConfigs::build(any_https, &cas)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn origin(path: &str) -> ProxyOrigin {
+        ProxyOrigin {
+            tls: false,
+            target: ProxyTarget::Tcp {
+                host: "127.0.0.1".into(),
+                port: 8080,
+            },
+            path: path.into(),
+        }
+    }
+
+    #[test]
+    fn maps_paths_as_the_spec_says() {
+        assert_eq!(
+            upstream_uri(&origin(""), "/f.txt", Some("a=1")).unwrap(),
+            "/f.txt?a=1"
+        );
+        assert_eq!(
+            upstream_uri(&origin("/app"), "/f.txt", Some("a=1")).unwrap(),
+            "/app/f.txt?a=1"
+        );
+        assert_eq!(upstream_uri(&origin(""), "", None).unwrap(), "/");
+        assert_eq!(upstream_uri(&origin("/app"), "", None).unwrap(), "/app/");
+    }
+
+    #[test]
+    fn authority_omits_default_ports() {
+        assert_eq!(origin_authority(&origin("")), "127.0.0.1:8080");
+        let mut o = origin("");
+        o.target = ProxyTarget::Tcp {
+            host: "example.org".into(),
+            port: 80,
+        };
+        assert_eq!(origin_authority(&o), "example.org");
+        o.target = ProxyTarget::Unix(PathBuf::from("/run/x.sock"));
+        assert_eq!(origin_authority(&o), "localhost");
+    }
+
+    #[test]
+    fn hop_by_hop_headers_go() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("close, x-secret"),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        h.insert("x-keep", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-keep"));
+    }
+}
