@@ -259,3 +259,120 @@ pub fn parse_responses(bytes: &[u8]) -> Vec<Reply> {
     }
     out
 }
+
+// ---- Added for the CGI tests (`cgi_*.rs`) ----
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::Instant;
+
+/// Copies the CGI fixture `tests/fixtures/cgi/NAME` to `DIR/REL` and makes
+/// it executable (0755). Returns the copy's absolute path.
+pub fn install_cgi(dir: &ConfigDir, rel: &str, name: &str) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/cgi")
+        .join(name);
+    let text = std::fs::read(&src).unwrap_or_else(|e| panic!("read {}: {e}", src.display()));
+    let path = dir.write_file(rel, text);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+/// Calls `done` every 20 ms until it returns true (true) or `timeout`
+/// passes (false). For liveness bounds, never for timing expectations.
+pub fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `(state, ppid, pgrp)` of a process from `/proc/PID/stat`, or `None` if
+/// there is no such process.
+pub fn proc_stat(pid: u32) -> Option<(char, u32, u32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) state ppid pgrp …`; comm may hold spaces and parentheses.
+    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    let pgrp = fields.next()?.parse().ok()?;
+    Some((state, ppid, pgrp))
+}
+
+/// Whether `pid` is a process that still runs code (exists, not a zombie).
+pub fn alive(pid: u32) -> bool {
+    proc_stat(pid).is_some_and(|(state, _, _)| state != 'Z' && state != 'X')
+}
+
+/// The zombie processes whose parent is `ppid`: children it has not reaped.
+pub fn zombie_children(ppid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| proc_stat(pid).is_some_and(|(s, p, _)| s == 'Z' && p == ppid))
+        .collect()
+}
+
+/// The children of `ppid` that still run (not zombies).
+pub fn live_children(ppid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| proc_stat(pid).is_some_and(|(s, p, _)| s != 'Z' && s != 'X' && p == ppid))
+        .collect()
+}
+
+/// A `kB` field (`VmRSS`, `VmHWM`, …) of `/proc/PID/status`, in KiB.
+pub fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|line| {
+        let rest = line.strip_prefix(field)?.strip_prefix(':')?;
+        rest.trim().strip_suffix("kB")?.trim().parse().ok()
+    })
+}
+
+/// Process groups of CGI programs a test made lwsws start. CGI programs run
+/// in groups of their own, so killing the server's group does not reach
+/// them: whatever is still alive when this value is dropped is killed, so a
+/// failing test leaves nothing running.
+#[derive(Default)]
+pub struct GroupReaper {
+    pgids: std::sync::Mutex<Vec<u32>>,
+}
+
+impl GroupReaper {
+    pub fn add(&self, pgid: u32) {
+        self.pgids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(pgid);
+    }
+}
+
+impl Drop for GroupReaper {
+    fn drop(&mut self) {
+        let pgids = self.pgids.get_mut().unwrap_or_else(|e| e.into_inner());
+        for &pgid in pgids.iter() {
+            // A group with no live member may have had its id handed on.
+            if !lwsws_testkit::group_members(pgid).is_empty()
+                && let Ok(pgid) = i32::try_from(pgid)
+            {
+                let _ = nix::sys::signal::killpg(
+                    nix::unistd::Pid::from_raw(pgid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
+}
