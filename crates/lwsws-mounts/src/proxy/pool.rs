@@ -287,8 +287,16 @@ impl http_body::Body for ReturningBody {
         let this = self.get_mut();
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(f))) => {
-                let deadline = tokio::time::Instant::now() + this.gap;
-                this.timer.as_mut().reset(deadline);
+                if this.inner.is_end_stream() {
+                    // hyper will not poll again once it has every byte of a
+                    // sized body: hand the connection back now.
+                    if let Some(c) = this.conn.take() {
+                        c.give_back();
+                    }
+                } else {
+                    let deadline = tokio::time::Instant::now() + this.gap;
+                    this.timer.as_mut().reset(deadline);
+                }
                 Poll::Ready(Some(Ok(f)))
             }
             Poll::Ready(Some(Err(e))) => {
