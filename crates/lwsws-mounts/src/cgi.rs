@@ -4,8 +4,9 @@
 //!
 //! The program runs in its own process group. The group is killed (TERM,
 //! then KILL) when `cgi-timeout` passes or when the client goes away (the
-//! response body is dropped before the program finished); tokio reaps the
-//! child in every case. stderr lines go to the error log with the mount.
+//! request future, or later the response body, is dropped before the
+//! program finished); tokio reaps the child in every case. stderr lines go
+//! to the error log with the mount.
 
 use crate::{Body, HttpError};
 use bytes::{Bytes, BytesMut};
@@ -99,6 +100,11 @@ where
         pgid,
         finished: AtomicBool::new(false),
     });
+    // From here on, whatever ends this request before the program is done
+    // stops it: an error below, an internal redirect, the client going away
+    // while we wait for the headers (the caller drops this future), or later
+    // while the body streams (the guard then lives in the body).
+    let guard = GroupGuard(group.clone());
 
     // stdin: the request body, streamed.
     if let Some(stdin) = child.stdin.take() {
@@ -144,7 +150,6 @@ where
         Ok(h) => h,
         Err(why) => {
             tracing::warn!(program = %program.display(), reason = why, "bad CGI response");
-            group.kill_soon();
             return Err(HttpError::new(StatusCode::BAD_GATEWAY));
         }
     };
@@ -152,7 +157,6 @@ where
         Ok(p) => p,
         Err(why) => {
             tracing::warn!(program = %program.display(), reason = why, "bad CGI response headers");
-            group.kill_soon();
             return Err(HttpError::new(StatusCode::BAD_GATEWAY));
         }
     };
@@ -164,7 +168,8 @@ where
         && loc.starts_with('/')
     {
         let target = loc.to_string();
-        // The program's own output no longer matters.
+        // The program's own output no longer matters; dropping the guard
+        // stops the program if it is still running.
         drop(stdout);
         return Ok(CgiOutcome::InternalRedirect(target));
     }
@@ -180,7 +185,7 @@ where
         },
         stdout,
         buf: BytesMut::new(),
-        group: GroupGuard(group),
+        group: guard,
     };
     let mut resp = Response::new(Body::Stream(Box::pin(body)));
     *resp.status_mut() = status;
