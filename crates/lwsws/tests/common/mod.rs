@@ -376,3 +376,7 @@ impl Drop for GroupReaper {
         }
     }
 }
+
+// ---- Added for the reverse-proxy tests (`proxy_*.rs`) ----
+
+pub mod proxy;
