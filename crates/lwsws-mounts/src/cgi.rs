@@ -3,10 +3,13 @@
 //! header block from its stdout, and stream the rest to the client.
 //!
 //! The program runs in its own process group. The group is killed (TERM,
-//! then KILL) when `cgi-timeout` passes or when the client goes away (the
-//! request future, or later the response body, is dropped before the
-//! program finished); tokio reaps the child in every case. stderr lines go
-//! to the error log with the mount.
+//! then KILL) when the client goes away before the program's output ended
+//! (the request future, or later the response body, is dropped first), and
+//! when `cgi-timeout` passes before both the program has exited and its
+//! output has ended (a child it left behind may hold stdout open); a
+//! response cut by the timeout ends with an error, not a clean end. tokio
+//! reaps the child in every case. stderr lines go to the error log with the
+//! mount.
 
 use crate::{Body, HttpError};
 use bytes::{Bytes, BytesMut};
@@ -23,6 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::sync::oneshot;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Largest CGI header block accepted from a program.
@@ -98,13 +102,19 @@ where
     let stdout = child.stdout.take();
     let group = Arc::new(Group {
         pgid,
-        finished: AtomicBool::new(false),
+        output_done: AtomicBool::new(false),
+        timed_out: AtomicBool::new(false),
     });
-    // From here on, whatever ends this request before the program is done
-    // stops it: an error below, an internal redirect, the client going away
-    // while we wait for the headers (the caller drops this future), or later
-    // while the body streams (the guard then lives in the body).
-    let guard = GroupGuard(group.clone());
+    // From here on, whatever ends this request before the program's output
+    // ended stops the program: an error below, an internal redirect, the
+    // client going away while we wait for the headers (the caller drops this
+    // future), or later while the body streams (the guard then lives in the
+    // body). Dropping the guard also tells the reaper the response is over.
+    let (released_tx, mut released) = oneshot::channel::<()>();
+    let guard = GroupGuard {
+        group: group.clone(),
+        _released: released_tx,
+    };
 
     // stdin: the request body, streamed.
     if let Some(stdin) = child.stdin.take() {
@@ -120,25 +130,29 @@ where
             }
         });
     }
-    // Reap the child; stop its group on timeout.
+    // Reap the child. The request is over when the program has exited and
+    // the response is done with its output (the guard was dropped); if
+    // cgi-timeout passes first, stop the group, which also ends an output
+    // that a leftover child still held open.
     {
         let group = group.clone();
         let timeout = mount.cgi_timeout;
         let program = program.display().to_string();
         tokio::spawn(async move {
             let _permit: OwnedSemaphorePermit = permit;
-            match tokio::time::timeout(timeout, child.wait()).await {
-                Ok(_) => group.finished.store(true, Ordering::Release),
-                Err(_) => {
-                    tracing::warn!(
-                        program,
-                        seconds = timeout.as_secs(),
-                        "CGI program exceeded cgi-timeout; killing it"
-                    );
-                    group.kill().await;
-                    let _ = child.wait().await;
-                    group.finished.store(true, Ordering::Release);
-                }
+            let over = async {
+                let _ = child.wait().await;
+                let _ = (&mut released).await;
+            };
+            if tokio::time::timeout(timeout, over).await.is_err() {
+                tracing::warn!(
+                    program,
+                    seconds = timeout.as_secs(),
+                    "CGI program exceeded cgi-timeout; killing it"
+                );
+                group.timed_out.store(true, Ordering::Release);
+                group.kill().await;
+                let _ = child.wait().await;
             }
         });
     }
@@ -148,9 +162,16 @@ where
     };
     let (head, rest) = match read_head(&mut stdout).await {
         Ok(h) => h,
-        Err(why) => {
+        Err((why, at_eof)) => {
             tracing::warn!(program = %program.display(), reason = why, "bad CGI response");
-            return Err(HttpError::new(StatusCode::BAD_GATEWAY));
+            // Output that ended needs no stopping; the reaper still bounds
+            // a program that closed stdout and runs on.
+            group.output_done.store(at_eof, Ordering::Release);
+            return Err(HttpError::new(if group.timed_out.load(Ordering::Acquire) {
+                StatusCode::GATEWAY_TIMEOUT
+            } else {
+                StatusCode::BAD_GATEWAY
+            }));
         }
     };
     let parsed = match parse_head(&head) {
@@ -329,10 +350,11 @@ where
     let _ = stdin.shutdown().await;
 }
 
-/// Reads stdout up to the blank line that ends the CGI header block.
+/// Reads stdout up to the blank line that ends the CGI header block. An
+/// error says why, and whether the output had ended.
 async fn read_head<R: AsyncRead + Unpin>(
     out: &mut R,
-) -> Result<(BytesMut, BytesMut), &'static str> {
+) -> Result<(BytesMut, BytesMut), (&'static str, bool)> {
     let mut buf = BytesMut::with_capacity(4096);
     loop {
         if let Some(end) = head_end(&buf) {
@@ -340,18 +362,19 @@ async fn read_head<R: AsyncRead + Unpin>(
             return Ok((buf, rest));
         }
         if buf.len() > MAX_CGI_HEAD {
-            return Err("header block larger than 64 KiB");
+            return Err(("header block larger than 64 KiB", false));
         }
         match out.read_buf(&mut buf).await {
             Ok(0) => {
-                return Err(if buf.is_empty() {
+                let why = if buf.is_empty() {
                     "the program exited without output"
                 } else {
                     "the program exited before the end of its headers"
-                });
+                };
+                return Err((why, true));
             }
             Ok(_) => {}
-            Err(_) => return Err("cannot read the program's output"),
+            Err(_) => return Err(("cannot read the program's output", false)),
         }
     }
 }
@@ -420,10 +443,16 @@ pub fn parse_head(head: &[u8]) -> Result<CgiHead, &'static str> {
     Ok(out)
 }
 
-/// The program's process group, killed when it must stop early.
+/// The program's process group, killed when it must stop early. Shared by
+/// the reaper task and the guard (in `serve`, then in the response body).
 struct Group {
     pgid: i32,
-    finished: AtomicBool,
+    /// Set when stdout reached its end: every process of the group has
+    /// closed it, and a client leaving after that stops nothing.
+    output_done: AtomicBool,
+    /// Set by the reaper when cgi-timeout passed: the body then ends with an
+    /// error, so that the client sees a cut response, not a complete one.
+    timed_out: AtomicBool,
 }
 
 impl Group {
@@ -439,23 +468,27 @@ impl Group {
     }
 
     fn kill_soon(self: &Arc<Self>) {
-        if self.finished.load(Ordering::Acquire) {
-            return;
-        }
         let g = self.clone();
         tokio::spawn(async move { g.kill().await });
     }
 }
 
-/// Held by the response body: dropping it before the program finished
-/// (the client went away) stops the program.
-struct GroupGuard(Arc<Group>);
+/// Held by `serve`, then by the response body: dropping it before the
+/// program's output ended (an error, or the client went away) stops the
+/// group, even when the program itself has exited and a child it left
+/// holds stdout. Dropping it also drops `_released`, which tells the reaper
+/// that the response is over.
+struct GroupGuard {
+    group: Arc<Group>,
+    _released: oneshot::Sender<()>,
+}
 
 impl Drop for GroupGuard {
     fn drop(&mut self) {
-        if !self.0.finished.load(Ordering::Acquire) && tokio::runtime::Handle::try_current().is_ok()
+        if !self.group.output_done.load(Ordering::Acquire)
+            && tokio::runtime::Handle::try_current().is_ok()
         {
-            self.0.kill_soon();
+            self.group.kill_soon();
         }
     }
 }
@@ -484,8 +517,14 @@ impl http_body::Body for CgiBody {
         match tokio_util::io::poll_read_buf(Pin::new(&mut this.stdout), cx, &mut this.buf) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Ok(0)) => {
-                // End of output: the program is done with us.
-                let _ = &this.group;
+                // End of output: every process of the group closed stdout.
+                this.group.group.output_done.store(true, Ordering::Release);
+                if this.group.group.timed_out.load(Ordering::Acquire) {
+                    return Poll::Ready(Some(Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "cgi-timeout passed; the program was killed",
+                    ))));
+                }
                 Poll::Ready(None)
             }
             Poll::Ready(Ok(_)) => Poll::Ready(Some(Ok(Frame::data(this.buf.split().freeze())))),
