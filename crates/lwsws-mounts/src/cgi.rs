@@ -307,7 +307,9 @@ fn meta_variables(
         let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
         match seen.iter_mut().find(|(k, _)| *k == var) {
             Some((_, v)) => {
-                v.push_str(", ");
+                // Cookie crumbs (HTTP/2 sends one field per cookie) join
+                // with "; " (RFC 9113 §8.2.3); other fields with ", ".
+                v.push_str(if name == header::COOKIE { "; " } else { ", " });
                 v.push_str(&value);
             }
             None => seen.push((var, value)),

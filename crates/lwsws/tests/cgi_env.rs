@@ -186,7 +186,8 @@ fn a_get_with_a_query_gets_every_meta_variable() {
     let request = format!(
         "GET /cgi/sub/path?a=1&b=two%20words HTTP/1.1\r\nHost: cgi.test:{}\r\n\
          User-Agent: cgi-env-test\r\nAccept: */*\r\nX-Custom-Thing: v1\r\n\
-         X-Multi: first\r\nX-Multi: second\r\nConnection: close\r\n\r\n",
+         X-Multi: first\r\nX-Multi: second\r\nCookie: a=1\r\nCookie: b=2\r\n\
+         Connection: close\r\n\r\n",
         s.port
     );
     let (r, client_port) = s.raw(request.as_bytes());
@@ -223,6 +224,9 @@ fn a_get_with_a_query_gets_every_meta_variable() {
     d.expect("HTTP_ACCEPT", "*/*");
     d.expect("HTTP_X_CUSTOM_THING", "v1");
     d.expect("HTTP_X_MULTI", "first, second");
+    // Except cookies, which join as one Cookie header would carry them
+    // (RFC 9113 §8.2.3; ", " would glue "b=2" into the value of a).
+    d.expect("HTTP_COOKIE", "a=1; b=2");
     // cgi-env, values as written.
     d.expect("CGI_TEST_VAR", "from cgi-env");
     d.expect("CGI_TEST_SPACES", "a b = c");
