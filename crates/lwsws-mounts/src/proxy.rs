@@ -15,6 +15,7 @@ use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri, header};
 use http_body::Frame;
+use http_body_util::BodyExt;
 use lwsws_config::{Config, Mount, Origin, ProxyOrigin, ProxyTarget};
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -66,31 +67,52 @@ where
     B::Error: std::fmt::Display + Send,
 {
     let websocket = is_websocket_upgrade(&parts.headers);
-    let uri = upstream_uri(origin, remainder, parts.uri.query())?;
-    let mut req = Request::builder()
-        .method(parts.method.clone())
-        .uri(uri)
-        .version(http::Version::HTTP_11);
-    if let Some(h) = req.headers_mut() {
-        *h = upstream_headers(parts, origin, info, websocket);
-    }
-    let up_body: UpstreamBody = Box::pin(ClientBody(body));
-    let req = req
-        .body(up_body)
-        .map_err(|_| HttpError::new(StatusCode::BAD_REQUEST))?;
+    let upstream_request = |body: UpstreamBody| -> Result<Request<UpstreamBody>, HttpError> {
+        let mut req = Request::builder()
+            .method(parts.method.clone())
+            .uri(upstream_uri(origin, remainder, parts.uri.query())?)
+            .version(http::Version::HTTP_11);
+        if let Some(h) = req.headers_mut() {
+            *h = upstream_headers(parts, origin, info, websocket);
+        }
+        req.body(body)
+            .map_err(|_| HttpError::new(StatusCode::BAD_REQUEST))
+    };
+    // Without a body, an idempotent request can be sent again if a pooled
+    // connection fails under it (RFC 9110 §9.2.2).
+    let replayable = parts.method.is_idempotent() && body.is_end_stream();
+    let mut req = upstream_request(Box::pin(ClientBody(body)))?;
 
     let key = pool::Key::new(origin, mount.proxy_ca.as_deref());
     let mut conn = pool.checkout(&key, origin, info.connect_timeout).await?;
-    let response = match tokio::time::timeout(mount.proxy_timeout, conn.send(req)).await {
-        Err(_) => {
-            tracing::warn!(upstream = %key, seconds = mount.proxy_timeout.as_secs(), "upstream did not answer in time");
-            return Err(HttpError::new(StatusCode::GATEWAY_TIMEOUT));
+    let response = loop {
+        match tokio::time::timeout(mount.proxy_timeout, conn.send(req)).await {
+            Err(_) => {
+                tracing::warn!(upstream = %key, seconds = mount.proxy_timeout.as_secs(), "upstream did not answer in time");
+                return Err(HttpError::new(StatusCode::GATEWAY_TIMEOUT));
+            }
+            Ok(Ok(r)) => break r,
+            // A pooled connection the upstream closed while it was idle
+            // (its close crossed our request): send the request again on a
+            // new connection if it never left or may be repeated. A new
+            // connection is not `reused`, so this happens at most once.
+            Ok(Err(pool::SendError { error, unsent }))
+                if conn.reused() && (unsent.is_some() || replayable) =>
+            {
+                tracing::debug!(upstream = %key, error = %error, "pooled upstream connection failed; sending again on a new one");
+                req = match unsent {
+                    Some(unsent) => unsent,
+                    None => upstream_request(Box::pin(
+                        http_body_util::Empty::<Bytes>::new().map_err(|never| match never {}),
+                    ))?,
+                };
+                conn = pool.connect_new(&key, origin, info.connect_timeout).await?;
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(upstream = %key, error = %e.error, "upstream request failed");
+                return Err(bad_gateway());
+            }
         }
-        Ok(Err(e)) => {
-            tracing::warn!(upstream = %key, error = %e, "upstream request failed");
-            return Err(bad_gateway());
-        }
-        Ok(Ok(r)) => r,
     };
 
     let (mut head, up) = response.into_parts();

@@ -125,6 +125,16 @@ pub struct Conn {
     sender: SendRequest<UpstreamBody>,
     key: Key,
     pool: Pool,
+    /// It came from the idle list: the upstream may have closed it since.
+    reused: bool,
+}
+
+/// Why a request got no response head.
+pub struct SendError {
+    pub error: hyper::Error,
+    /// The request, when it never left: it may go again on another
+    /// connection, whatever its method, since the upstream saw none of it.
+    pub unsent: Option<Request<UpstreamBody>>,
 }
 
 impl Conn {
@@ -132,9 +142,25 @@ impl Conn {
     pub async fn send(
         &mut self,
         req: Request<UpstreamBody>,
-    ) -> Result<Response<Incoming>, hyper::Error> {
-        self.sender.ready().await?;
-        self.sender.send_request(req).await
+    ) -> Result<Response<Incoming>, SendError> {
+        if let Err(error) = self.sender.ready().await {
+            return Err(SendError {
+                error,
+                unsent: Some(req),
+            });
+        }
+        self.sender
+            .try_send_request(req)
+            .await
+            .map_err(|mut e| SendError {
+                unsent: e.take_message(),
+                error: e.into_error(),
+            })
+    }
+
+    /// Whether the connection was idle in the pool before this request.
+    pub fn reused(&self) -> bool {
+        self.reused
     }
 
     fn give_back(self) {
@@ -181,10 +207,21 @@ impl Pool {
                         sender,
                         key: key.clone(),
                         pool: self.clone(),
+                        reused: true,
                     });
                 }
             }
         }
+        self.connect_new(key, origin, connect_timeout).await
+    }
+
+    /// A new connection to the upstream, never one from the pool.
+    pub async fn connect_new(
+        &self,
+        key: &Key,
+        origin: &ProxyOrigin,
+        connect_timeout: Duration,
+    ) -> Result<Conn, HttpError> {
         let sender = match tokio::time::timeout(connect_timeout, self.connect(key, origin)).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
@@ -200,6 +237,7 @@ impl Pool {
             sender,
             key: key.clone(),
             pool: self.clone(),
+            reused: false,
         })
     }
 
