@@ -296,7 +296,13 @@ fn meta_variables(
     for (name, value) in &parts.headers {
         if matches!(
             name.as_str(),
-            "proxy" | "authorization" | "content-type" | "content-length" | "connection"
+            "proxy"
+                | "authorization"
+                | "proxy-authorization"
+                | "content-type"
+                | "content-length"
+                | "transfer-encoding"
+                | "connection"
         ) {
             continue;
         }
