@@ -2,8 +2,9 @@
 //! upstream path is the origin's path plus the remainder past the mountpoint
 //! plus the query, unchanged (encoded bytes included); methods, bodies and
 //! large headers arrive intact; the upstream sees `X-Forwarded-*`, `Via` and
-//! its own `Host`; hop-by-hop headers cross in neither direction; and an
-//! origin on a Unix socket works. The upstream is `fixtures/proxy/upstream.py
+//! its own `Host`; hop-by-hop headers cross in neither direction; HEAD
+//! answers carry no body; a proxy mounted at `/` maps too; and an origin on
+//! a Unix socket works. The upstream is `fixtures/proxy/upstream.py
 //! echo`, which answers with what it received. Socket-free tests of the
 //! mapping itself are in `crates/lwsws-mounts/src/proxy.rs`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -13,6 +14,7 @@ mod common;
 use common::proxy::{Echo, Upstream, raw, start_proxy};
 use common::{Reply, curl};
 use lwsws_testkit::{ConfigDir, Lwsws, free_port};
+use std::io::Write;
 
 /// lwsws with `/p` → `http://127.0.0.1:UP/` and `/q` → `.../app/`, and the
 /// echo upstream behind both. Fields drop in order: server, upstream, files.
@@ -310,4 +312,58 @@ fn an_origin_on_a_unix_socket() {
     assert_eq!(echo.header("x-forwarded-for"), Some("127.0.0.1"));
     drop(server);
     drop(up);
+}
+
+#[test]
+fn a_head_request_gets_the_upstreams_headers_and_no_body() {
+    let p = start();
+    let sock = common::connect(p.port);
+    let mut r = std::io::BufReader::new(&sock);
+    // HEAD, then GET on the same connection: a body after the HEAD
+    // answer would be read as the head of the next response.
+    (&sock)
+        .write_all(
+            b"HEAD /p/h?x=1 HTTP/1.1\r\nHost: proxy.test\r\n\r\n\
+              GET /p/g HTTP/1.1\r\nHost: proxy.test\r\nConnection: close\r\n\r\n",
+        )
+        .unwrap();
+    let head = common::read_response(&mut r, true);
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("content-type"), Some("application/json"));
+    assert_eq!(head.header("x-upstream-end"), Some("yes"));
+    // The length the upstream announced for the body it did not send.
+    assert!(
+        head.header("content-length")
+            .is_some_and(|l| l.parse::<u64>().unwrap() > 0),
+        "{:?}",
+        head.headers
+    );
+    let next = common::read_response(&mut r, false);
+    let echo = Echo::parse(&next);
+    assert_eq!((echo.method.as_str(), echo.target.as_str()), ("GET", "/g"));
+}
+
+#[test]
+fn a_proxy_mounted_at_the_root() {
+    let up = Upstream::start("upstream.py", &["echo"]);
+    let dir = ConfigDir::new();
+    let port = free_port();
+    let server = start_proxy(
+        &dir,
+        port,
+        "",
+        &format!(
+            r#"{{ "mountpoint": "/", "origin": "{}" }}"#,
+            up.url("/base/")
+        ),
+    );
+    for (path, target) in [
+        ("/", "/base/"),
+        ("/f.txt?a=1", "/base/f.txt?a=1"),
+        ("/d/", "/base/d/"),
+    ] {
+        let r = curl(&[&format!("http://127.0.0.1:{port}{path}")]);
+        assert_eq!(r.status, 200, "{path}: {}", server.log());
+        assert_eq!(Echo::parse(&r).target, target, "{path}");
+    }
 }
