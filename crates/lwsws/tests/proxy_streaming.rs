@@ -1,7 +1,9 @@
 //! Reverse-proxy bodies stream (SPEC §3.5): a 500 MiB response and a 500 MiB
 //! upload pass through while the server's resident memory stays under 64
 //! MiB, and a slow upstream's body reaches the client byte by byte, before
-//! the upstream has finished sending it. The upstream is
+//! the upstream has finished sending it. A client that stops reading
+//! brings the upstream to a halt (backpressure), and one that leaves frees
+//! the upstream connection. The upstream is
 //! `fixtures/proxy/upstream.py big` / `slow`; both directions carry blocks
 //! that name their own index, so a lost, repeated or reordered block is seen.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -196,4 +198,76 @@ fn a_slow_body_is_relayed_as_it_comes() {
         String::from_utf8_lossy(&expected)
     );
     assert!(flags.join("last").exists());
+}
+
+#[test]
+fn a_client_that_stops_reading_stalls_the_upstream_and_one_that_leaves_frees_it() {
+    let p = start("big");
+    let progress = p.dir.path().join("progress");
+    let total: u64 = 2 << 30;
+    let sent = || -> u64 {
+        std::fs::read_to_string(&progress)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let sock = connect(p.port);
+    (&sock)
+        .write_all(
+            format!(
+                "GET /b/big/{total}?progress={} HTTP/1.1\r\nHost: proxy.test\r\nConnection: close\r\n\r\n",
+                progress.display()
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    let mut r = BufReader::new(&sock);
+    let head = read_response(&mut r, true);
+    assert_eq!(head.status, 200, "{}", p.server.log());
+    let mut first = vec![0u8; 1 << 20];
+    r.read_exact(&mut first).unwrap();
+    assert!(first[..BLOCK] == block(0));
+
+    // The client reads no more: the upstream must come to a halt once the
+    // buffers between them are full (its count stays the same for 1 s),
+    // far short of the whole body.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut last = (sent(), std::time::Instant::now());
+    loop {
+        thread::sleep(Duration::from_millis(50));
+        let now = sent();
+        if now != last.0 {
+            last = (now, std::time::Instant::now());
+        } else if last.1.elapsed() >= Duration::from_secs(1) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the upstream never stopped sending ({now} bytes)"
+        );
+    }
+    let stalled_at = last.0;
+    assert!(
+        stalled_at < 128 << 20,
+        "the upstream sent {stalled_at} bytes to a client that read 1 MiB"
+    );
+    let kib = rss_kib(&p.server);
+    assert!(kib < RSS_LIMIT_KIB, "lwsws holds {kib} KiB");
+
+    // The client leaves: lwsws must let go of the upstream connection, and
+    // the upstream's blocked write fails.
+    drop(r);
+    drop(sock);
+    let aborted = progress.with_extension("aborted");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !aborted.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the upstream is still connected 20 s after the client left ({} bytes sent)\n{}",
+            sent(),
+            p.up.log()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert!(sent() < total);
 }
