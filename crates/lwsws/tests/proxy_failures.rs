@@ -3,7 +3,9 @@
 //! `proxy-timeout-secs` has passed; an upstream that stops sending in the
 //! middle of a body, or dies there (closing or resetting its connection,
 //! with a Content-Length or a chunked body), leaves the client with an
-//! aborted transfer, never one that looks complete; and an upstream that
+//! aborted transfer, never one that looks complete; a client that abandons
+//! an upload never gives the upstream a complete-looking body; and an
+//! upstream that
 //! closes its kept-alive connections after each answer causes no error (the
 //! pool must not hand out a connection the upstream has closed). The
 //! upstreams are `fixtures/proxy/upstream.py hang`, `cut`, `slow` and `echo`.
@@ -264,4 +266,70 @@ fn an_upstream_that_closes_kept_alive_connections_causes_no_errors() {
     }
     let failed = statuses.iter().filter(|&&s| s != 200).count();
     assert_eq!(failed, 0, "{statuses:?}\n{}", p.server.log());
+}
+
+#[test]
+fn an_upload_the_client_abandons_never_looks_complete_upstream() {
+    // The `count` upstream logs "count: started" for each request, then one
+    // outcome: "count: complete N" or "count: cut short ...".
+    let p = start("big");
+    let lines = |prefix: &str| -> Vec<String> {
+        p.up.log()
+            .lines()
+            .filter(|l| l.starts_with(prefix))
+            .map(str::to_owned)
+            .collect()
+    };
+    let outcomes = || -> Vec<String> {
+        let mut v = lines("count: complete");
+        v.extend(lines("count: cut short"));
+        v
+    };
+    for (round, (framing, head, part)) in [
+        (
+            "content-length",
+            "Content-Length: 1000000",
+            vec![b'u'; 1000],
+        ),
+        (
+            "chunked",
+            "Transfer-Encoding: chunked",
+            [&b"3e8\r\n"[..], &[b'u'; 1000], b"\r\n"].concat(),
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut s = connect(p.port);
+        s.write_all(
+            format!("PUT /u/count HTTP/1.1\r\nHost: proxy.test\r\n{head}\r\n\r\n").as_bytes(),
+        )
+        .unwrap();
+        s.write_all(&part).unwrap();
+        // Leave once the upstream is reading the body.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while lines("count: started").len() <= round {
+            assert!(
+                Instant::now() < deadline,
+                "{framing}: the upstream never got the request\n{}",
+                p.server.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        drop(s);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while outcomes().len() <= round {
+            assert!(
+                Instant::now() < deadline,
+                "{framing}: the upstream is still reading 20 s after the client left\n{}",
+                p.up.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let complete = lines("count: complete");
+        assert!(
+            complete.is_empty(),
+            "{framing}: the upstream took an abandoned upload for a whole one: {complete:?}"
+        );
+    }
 }
