@@ -5,10 +5,10 @@
 //! with a Content-Length or a chunked body), leaves the client with an
 //! aborted transfer, never one that looks complete; a client that abandons
 //! an upload never gives the upstream a complete-looking body; and an
-//! upstream that
-//! closes its kept-alive connections after each answer causes no error (the
-//! pool must not hand out a connection the upstream has closed). The
-//! upstreams are `fixtures/proxy/upstream.py hang`, `cut`, `slow` and `echo`.
+//! upstream that closes its kept-alive connections after each answer causes
+//! no error (the pool must not hand out a connection the upstream has
+//! closed). The upstreams are `fixtures/proxy/upstream.py hang`, `cut`,
+//! `slow`, `big` and `echo`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
