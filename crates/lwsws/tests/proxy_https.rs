@@ -2,15 +2,16 @@
 //! upstream whose certificate a private CA signed works when the mount
 //! trusts that CA with `proxy-ca`; trusting another private CA, or the
 //! system store, gives 502 and a log line that names the certificate
-//! problem; so does a certificate for another name. Each test makes its
-//! CAs and certificates with the `openssl` command; the upstream is
-//! `fixtures/proxy/upstream.py echo --tls`.
+//! problem; so does a certificate for another name. A WebSocket reaches an
+//! https upstream too. Each test makes its CAs and certificates with the
+//! `openssl` command; the upstreams are `fixtures/proxy/upstream.py echo
+//! --tls` and `fixtures/proxy/ws_echo.py --tls`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
 use common::curl;
-use common::proxy::{Echo, Upstream, start_proxy};
+use common::proxy::{Echo, Upstream, start_proxy, ws_client};
 use lwsws_testkit::{ConfigDir, Lwsws, free_port};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -264,4 +265,44 @@ fn a_certificate_for_another_name_gives_502() {
         "no log line names the certificate problem:\n{}",
         server.log()
     );
+}
+
+#[test]
+fn a_websocket_reaches_an_https_upstream() {
+    let dir = ConfigDir::new();
+    let ca = make_ca(dir.path(), "ca");
+    let (cert, key) = make_leaf(dir.path(), "ca", "upstream", "IP:127.0.0.1");
+    let log = dir.path().join("closes.log");
+    let up = Upstream::start(
+        "ws_echo.py",
+        &[
+            log.to_str().unwrap(),
+            "--tls",
+            cert.to_str().unwrap(),
+            key.to_str().unwrap(),
+        ],
+    );
+    let port = free_port();
+    let server = start_proxy(
+        &dir,
+        port,
+        "",
+        &format!(
+            r#"{{ "mountpoint": "/ws", "origin": "{}", "proxy-ca": "{}" }}"#,
+            https(&up),
+            ca.display()
+        ),
+    );
+    let out = ws_client(&format!("ws://127.0.0.1:{port}/ws/secure"), "server-close")
+        .unwrap_or_else(|e| {
+            panic!(
+                "{e}\n--- lwsws ---\n{}\n--- upstream ---\n{}",
+                server.log(),
+                up.log()
+            )
+        });
+    assert_eq!(out["texts"][2], "/secure", "{out}");
+    assert_eq!(out["binary_equal"], true, "{out}");
+    assert_eq!(out["close_code"], 4001, "{out}");
+    assert_eq!(out["close_reason"], "bye now", "{out}");
 }

@@ -8,10 +8,9 @@
 
 mod common;
 
-use common::proxy::{PYTHON, Upstream, fixture, start_proxy};
+use common::proxy::{Upstream, start_proxy, ws_client};
 use lwsws_testkit::{ConfigDir, Lwsws, free_port};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// lwsws with `/ws` → the echo upstream's root; `log` is where the upstream
@@ -49,23 +48,11 @@ impl Proxy {
     /// it printed. The client gives up by itself after 30 s.
     fn client(&self, path: &str, action: &str) -> serde_json::Value {
         let url = format!("ws://127.0.0.1:{}{path}", self.port);
-        let out = Command::new(PYTHON)
-            .arg(fixture("ws_client.py"))
-            .args([&url, action])
-            .stdin(Stdio::null())
-            .output()
-            .expect("run ws_client.py");
-        assert!(
-            out.status.success(),
-            "ws_client.py {url} {action} failed:\n{}\n--- lwsws ---\n{}\n--- upstream ---\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            self.server.log(),
-            self.up.log()
-        );
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        ws_client(&url, action).unwrap_or_else(|e| {
             panic!(
-                "ws_client.py printed no JSON ({e}): {}",
-                String::from_utf8_lossy(&out.stdout)
+                "ws_client.py {url} {action} failed:\n{e}\n--- lwsws ---\n{}\n--- upstream ---\n{}",
+                self.server.log(),
+                self.up.log()
             )
         })
     }

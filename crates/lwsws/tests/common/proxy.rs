@@ -217,3 +217,20 @@ pub fn rss_kib(server: &Lwsws) -> u64 {
         })
         .sum()
 }
+
+/// Runs `fixtures/proxy/ws_client.py URL ACTION` and returns the JSON it
+/// printed, or its stderr if it failed. The client gives up by itself
+/// after 30 s.
+pub fn ws_client(url: &str, action: &str) -> Result<serde_json::Value, String> {
+    let out = Command::new(PYTHON)
+        .arg(fixture("ws_client.py"))
+        .args([url, action])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ws_client.py");
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    serde_json::from_slice(&out.stdout)
+        .map_err(|e| format!("no JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
