@@ -2,11 +2,12 @@
 //! §3.5): URL attributes (`href`, `src`, `action`) in HTML pages, also when
 //! the upstream sends them gzip-compressed; redirect `Location`s; cookie
 //! `Path`s. Links elsewhere, and bodies that are not HTML, pass byte for
-//! byte. The upstream is `fixtures/proxy/upstream.py pages`, whose pages
-//! link to `/a`, to its own address `http://127.0.0.1:UP/b` and to
-//! `https://other/c`, at the start and again after about 200 KiB. The
-//! rewriting rules themselves are unit-tested in
-//! `crates/lwsws-mounts/src/proxy/rewrite.rs`.
+//! byte, and so do the bytes of a page in another charset. With an origin
+//! path, only links under it are mapped. The upstream is
+//! `fixtures/proxy/upstream.py pages`, whose main page links to `/a`, to
+//! its own address `http://127.0.0.1:UP/b` and to `https://other/c`, at the
+//! start and again after about 200 KiB. The rewriting rules themselves are
+//! unit-tested in `crates/lwsws-mounts/src/proxy/rewrite.rs`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -226,4 +227,45 @@ fn cookie_paths_are_mapped_to_the_mountpoint() {
         cookies(&r),
         ["t=2; Path=/q/x; HttpOnly", "u=3; Path=/elsewhere"]
     );
+}
+
+#[test]
+fn with_an_origin_path_only_links_under_it_are_mapped() {
+    let p = start();
+    let o = format!("http://127.0.0.1:{}", p.up.port);
+    let r = p.get("/q/page.html", &[]);
+    assert_eq!(r.status, 200, "{}", p.server.log());
+    // The rewriter may re-quote the attributes it changes.
+    assert_eq!(
+        decoded(&r).replace('\'', "\""),
+        format!(
+            "<html><body>\n\
+             <A HREF=\"/q/a\">1</A> <a href=\"/q/b?q=1#f\">2</a> <img SRC=\"/q/\">\n\
+             <a href=\"/a\">outside</a> <a href=\"/apple\">outside</a> <a href=\"{o}/c\">outside</a>\n\
+             </body></html>\n"
+        )
+    );
+}
+
+#[test]
+fn a_page_in_another_charset_keeps_its_bytes() {
+    let p = start();
+    let page = p.direct("/latin1.html").body;
+    assert!(
+        page.contains(&0xe9),
+        "the test page should hold Latin-1 bytes"
+    );
+    let r = p.get("/p/latin1.html", &[]);
+    assert_eq!(r.status, 200);
+    let needle = b"href=\"/a\"";
+    let at = page
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .unwrap();
+    let expected = [&page[..at], b"href=\"/p/a\"", &page[at + needle.len()..]].concat();
+    assert_eq!(
+        String::from_utf8_lossy(&r.body),
+        String::from_utf8_lossy(&expected)
+    );
+    assert!(r.body == expected, "bytes differ");
 }
