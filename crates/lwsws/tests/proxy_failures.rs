@@ -3,12 +3,13 @@
 //! `proxy-timeout-secs` has passed; an upstream that stops sending in the
 //! middle of a body, or dies there (closing or resetting its connection,
 //! with a Content-Length or a chunked body), leaves the client with an
-//! aborted transfer, never one that looks complete; a client that abandons
-//! an upload never gives the upstream a complete-looking body; and an
-//! upstream that closes its kept-alive connections after each answer causes
-//! no error (the pool must not hand out a connection the upstream has
-//! closed). The upstreams are `fixtures/proxy/upstream.py hang`, `cut`,
-//! `slow`, `big` and `echo`.
+//! aborted transfer, never one that looks complete (while a body that the
+//! upstream ends by closing, as HTTP/1.0 servers do, arrives whole); a
+//! client that abandons an upload never gives the upstream a
+//! complete-looking body; and an upstream that closes its kept-alive
+//! connections after each answer causes no error (the pool must not hand out
+//! a connection the upstream has closed). The upstreams are
+//! `fixtures/proxy/upstream.py hang`, `cut`, `slow`, `big` and `echo`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -331,5 +332,26 @@ fn an_upload_the_client_abandons_never_looks_complete_upstream() {
             complete.is_empty(),
             "{framing}: the upstream took an abandoned upload for a whole one: {complete:?}"
         );
+    }
+}
+
+#[test]
+fn a_body_the_upstream_ends_by_closing_is_complete() {
+    // Neither Content-Length nor chunked: the close ends the body, and the
+    // client must be told where it ends.
+    let p = start("cut");
+    let expected: String = (0..20000).map(|i| format!("{i:08}\n")).collect();
+    for _ in 0..3 {
+        let read = fetch(p.port, "/u/close-delimited");
+        assert_eq!(read.reply.status, 200);
+        assert!(read.complete, "{:?}", read.reply.headers);
+        assert!(
+            read.reply.body == expected.as_bytes(),
+            "{} bytes, expected {}",
+            read.reply.body.len(),
+            expected.len()
+        );
+        let r = curl(&[&format!("http://127.0.0.1:{}/u/close-delimited", p.port)]);
+        assert!(r.body == expected.as_bytes());
     }
 }
