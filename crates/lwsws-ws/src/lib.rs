@@ -24,8 +24,10 @@
 pub mod close;
 mod error;
 pub mod frame;
+pub mod message;
 pub mod utf8;
 
 pub use close::{CloseFrame, valid_close_code};
 pub use error::ProtocolError;
 pub use frame::{FrameHeader, OpCode};
+pub use message::{Assembler, Config, DEFAULT_MAX_MESSAGE_SIZE, Message};
