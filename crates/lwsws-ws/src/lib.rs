@@ -24,6 +24,7 @@
 pub mod close;
 mod error;
 pub mod frame;
+pub mod handshake;
 pub mod message;
 pub mod utf8;
 
