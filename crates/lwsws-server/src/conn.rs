@@ -134,6 +134,7 @@ async fn serve(
         head_timeout: state.config.global.timeout,
         keepalive: state.keepalive[listener],
     };
+    let _counted = lwsws_ws::stats::Counted::new(&state.stats.http_connections);
     let (io, handle) = GuardedIo::new(io, limits);
     let info = Arc::new(ConnInfo {
         listener,

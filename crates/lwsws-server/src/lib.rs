@@ -11,6 +11,7 @@ mod conn;
 mod error_page;
 mod guard;
 mod pipeline;
+mod websocket;
 
 pub use access_log::AccessLogs;
 
@@ -48,6 +49,8 @@ pub enum ServerError {
     UnusedListener(String),
     #[error("cannot open access log {0}")]
     AccessLog(#[source] std::io::Error),
+    #[error("unknown WebSocket protocol {0}")]
+    UnknownProtocol(String),
     #[error("proxy TLS settings: {0}")]
     ProxyTls(String),
     #[error("basic-auth file of mount {mountpoint} of vhost {vhost}: {source}")]
@@ -68,6 +71,8 @@ pub struct Resources {
     pub basic_auth: Vec<Vec<Option<Arc<BasicAuth>>>>,
     /// Trust roots of `https://` proxy upstreams (system store, `proxy-ca`).
     pub proxy_tls: lwsws_mounts::proxy::pool_tls::TlsConfigs,
+    /// Per vhost, per `ws-protocols` entry: its `basic-auth` pvo's credentials.
+    pub ws_basic_auth: Vec<Vec<Option<Arc<BasicAuth>>>>,
 }
 
 impl Resources {
@@ -92,15 +97,37 @@ impl Resources {
             basic_auth.push(per_mount);
         }
         let proxy_tls = lwsws_mounts::proxy::tls_configs(config).map_err(ServerError::ProxyTls)?;
+        let mut ws_basic_auth = Vec::new();
+        for v in &config.vhosts {
+            let mut per_entry = Vec::new();
+            for e in &v.ws_protocols {
+                per_entry.push(match e.pvo("basic-auth") {
+                    None => None,
+                    Some(p) => Some(Arc::new(BasicAuth::load(std::path::Path::new(p)).map_err(
+                        |source| ServerError::BasicAuth {
+                            vhost: v.name.clone(),
+                            mountpoint: format!("(ws-protocols {})", e.name),
+                            source,
+                        },
+                    )?)),
+                });
+            }
+            ws_basic_auth.push(per_entry);
+        }
         Ok(Resources {
             access_logs,
             basic_auth,
             proxy_tls,
+            ws_basic_auth,
         })
     }
 
     pub(crate) fn basic_auth(&self, vhost: usize, mount: usize) -> Option<&Arc<BasicAuth>> {
         self.basic_auth.get(vhost)?.get(mount)?.as_ref()
+    }
+
+    pub(crate) fn ws_basic_auth(&self, vhost: usize, entry: usize) -> Option<&Arc<BasicAuth>> {
+        self.ws_basic_auth.get(vhost)?.get(entry)?.as_ref()
     }
 }
 
@@ -117,6 +144,14 @@ pub(crate) struct State {
     pub cgi: lwsws_mounts::cgi::CgiLimiter,
     /// Idle upstream connections of proxy mounts.
     pub proxy: lwsws_mounts::proxy::Pool,
+    /// Counters the status protocol reports; the pipeline and connections update them.
+    pub stats: Arc<lwsws_ws::stats::Stats>,
+    /// Per vhost, per `ws-protocols` entry: the protocol's state on that vhost.
+    pub ws: Vec<Vec<Arc<dyn lwsws_ws::protocol::VhostProtocol>>>,
+    /// Upgraded connections (WebSocket sessions), which hyper no longer tracks.
+    pub tasks: TaskTracker,
+    /// Cancelled when the server stops; WebSocket sessions then close with 1001.
+    pub shutdown: CancellationToken,
     /// Per listener: the idle keep-alive timeout (the longest of its vhosts',
     /// since the vhost is not known until a request names it).
     pub keepalive: Vec<std::time::Duration>,
@@ -147,6 +182,39 @@ pub async fn run(
         .collect();
     let cgi = lwsws_mounts::cgi::CgiLimiter::new(config.global.cgi_max_processes);
     let proxy = lwsws_mounts::proxy::Pool::new(resources.proxy_tls.clone());
+    let stats = Arc::new(lwsws_ws::stats::Stats::new(
+        config
+            .vhosts
+            .iter()
+            .map(|v| {
+                lwsws_ws::stats::VhostStats::new(
+                    v.name.clone(),
+                    lwsws_config::describe_listen(&v.listen),
+                    v.mounts
+                        .iter()
+                        .map(|m| (m.mountpoint.clone(), origin_kind(&m.origin)))
+                        .collect(),
+                )
+            })
+            .collect(),
+    ));
+    let registry = lwsws_ws::Registry::builtin();
+    let mut ws = Vec::new();
+    for v in &config.vhosts {
+        let mut per_entry: Vec<Arc<dyn lwsws_ws::protocol::VhostProtocol>> = Vec::new();
+        for e in &v.ws_protocols {
+            let Some(p) = registry.get(&e.name) else {
+                return Err(ServerError::UnknownProtocol(e.name.clone()));
+            };
+            per_entry.push(p.for_vhost(lwsws_ws::protocol::VhostContext {
+                vhost: &v.name,
+                pvos: &e.pvos,
+                stats: stats.clone(),
+            }));
+        }
+        ws.push(per_entry);
+    }
+    let tracker = TaskTracker::new();
     let state = Arc::new(State {
         config,
         router,
@@ -155,9 +223,12 @@ pub async fn run(
         file_cache: lwsws_mounts::file::FileCache::default(),
         cgi,
         proxy,
+        stats,
+        ws,
+        tasks: tracker.clone(),
+        shutdown: shutdown.clone(),
         keepalive,
     });
-    let tracker = TaskTracker::new();
     let mut accept_loops = Vec::new();
     for l in listeners {
         accept_loops.push(start_accepting(l, &state, &tracker, &shutdown)?);
@@ -177,6 +248,17 @@ pub async fn run(
     tracker.close();
     tracker.wait().await;
     Ok(())
+}
+
+/// The kind of a mount's origin, for the status page.
+fn origin_kind(o: &lwsws_config::Origin) -> &'static str {
+    match o {
+        lwsws_config::Origin::File(_) => "file",
+        lwsws_config::Origin::Cgi(_) => "cgi",
+        lwsws_config::Origin::Proxy(_) => "proxy",
+        lwsws_config::Origin::Redirect(_) => "redirect",
+        lwsws_config::Origin::Callback(_) => "callback",
+    }
 }
 
 /// Spawns the accept loop of one bound listener.

@@ -62,6 +62,7 @@ where
     let (mut parts, body) = req.into_parts();
     let on_upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
     let mut h = route(state, conn, &parts, body, on_upgrade).await;
+    state.stats.request(h.vhost);
     // A CGI program may answer with a local Location: serve that path instead.
     let mut hops = 0;
     while let Some(target) = h.internal_redirect.take() {
@@ -156,14 +157,19 @@ where
     };
     h.vhost = Some(vhost);
     let v = &state.config.vhosts[vhost];
-    // 4. Mount by path.
-    let Some((mi, remainder)) = state.router.select_mount(vhost, parts.uri.path()) else {
+    // 4. Mount by path. A WebSocket upgrade is served on any path that is
+    //    not a proxy mount (those pass the upgrade to their upstream).
+    let matched = state.router.select_mount(vhost, parts.uri.path());
+    let proxied = matched.is_some_and(|(mi, _)| matches!(v.mounts[mi].origin, Origin::Proxy(_)));
+    let websocket = !proxied && lwsws_ws::upgrade::is_upgrade(parts);
+    if matched.is_none() && !websocket {
         h.response = Err(HttpError::new(StatusCode::NOT_FOUND));
         return h;
-    };
-    let mount = &v.mounts[mi];
+    }
     // 5. Basic auth, before any handler sees the request.
-    if let Some(auth) = state.resources.basic_auth(vhost, mi) {
+    if let Some((mi, _)) = matched
+        && let Some(auth) = state.resources.basic_auth(vhost, mi)
+    {
         match auth
             .check_async(parts.headers.get(header::AUTHORIZATION))
             .await
@@ -175,6 +181,25 @@ where
             }
         }
     }
+    if websocket {
+        let mount_protocol = matched.and_then(|(mi, _)| v.mounts[mi].protocol.as_deref());
+        h.response = crate::websocket::upgrade(
+            state,
+            conn,
+            parts,
+            vhost,
+            mount_protocol,
+            on_upgrade,
+            &mut h.user,
+        )
+        .await;
+        return h;
+    }
+    let Some((mi, remainder)) = matched else {
+        h.response = Err(HttpError::new(StatusCode::NOT_FOUND));
+        return h;
+    };
+    let mount = &v.mounts[mi];
     // 6. The handler.
     h.response = match &mount.origin {
         Origin::File(root) => {

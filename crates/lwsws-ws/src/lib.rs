@@ -16,19 +16,33 @@
 //! - [`close`]: close codes and close frame payloads.
 //! - [`utf8`]: UTF-8 validation that works across fragments and fails fast.
 //! - [`handshake`]: `Sec-WebSocket-Accept`, `-Protocol` and `-Version`.
+//! - [`upgrade`]: the handshake rules of SPEC §6.1–6.2 (versions, origin,
+//!   protocol selection).
+//! - [`protocol`]: the registry of protocols, their per-vhost state and
+//!   per-connection sessions; [`builtin`]: echo, dumb-increment, mirror,
+//!   server-status; [`room`]: broadcast rooms.
+//! - [`conn`]: the connection driver that runs a session on an upgraded
+//!   stream; [`stats`]: counters the status protocol reports.
 //!
 //! permessage-deflate (RFC 7692) is layered on top: with
 //! [`Config::compression`] on, a message whose first frame has RSV1 comes out
 //! as [`Message::Compressed`] for the inflater to decode and validate.
 
+pub mod builtin;
 pub mod close;
+pub mod conn;
 mod error;
 pub mod frame;
 pub mod handshake;
 pub mod message;
+pub mod protocol;
+pub mod room;
+pub mod stats;
+pub mod upgrade;
 pub mod utf8;
 
 pub use close::{CloseFrame, valid_close_code};
 pub use error::ProtocolError;
 pub use frame::{FrameHeader, OpCode};
 pub use message::{Assembler, Config, DEFAULT_MAX_MESSAGE_SIZE, Message};
+pub use protocol::Registry;

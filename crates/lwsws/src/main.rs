@@ -16,7 +16,7 @@ fn main() -> ExitCode {
 
     let opts = LoadOptions {
         data_dir: lwsws_config::default_data_dir(),
-        protocols: Vec::new(),
+        protocols: lwsws_ws::Registry::builtin().specs(),
         as_root: nix::unistd::geteuid().is_root(),
     };
     let loaded = match lwsws_config::load(&cli.config_dir, &opts) {

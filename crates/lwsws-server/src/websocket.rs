@@ -1,0 +1,105 @@
+//! The WebSocket step of the pipeline: check the handshake rules and the
+//! protocol's own auth, answer 101, and hand the upgraded connection to the
+//! protocol's session in a task the server tracks (so drain and shutdown
+//! reach it).
+
+use crate::State;
+use crate::conn::ConnInfo;
+use http::request::Parts;
+use http::{Response, StatusCode};
+use lwsws_mounts::{Body, HttpError};
+use lwsws_ws::conn::{ConnHandle, DriverConfig};
+use lwsws_ws::protocol::ConnectInfo;
+use lwsws_ws::upgrade::{Arrival, negotiate};
+
+/// Answers a WebSocket upgrade on `vhost`.
+pub(crate) async fn upgrade(
+    state: &State,
+    conn: &ConnInfo,
+    parts: &Parts,
+    vhost: usize,
+    mount_protocol: Option<&str>,
+    on_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    user: &mut Option<String>,
+) -> Result<Response<Body>, HttpError> {
+    let v = &state.config.vhosts[vhost];
+    let arrival = Arrival {
+        tls: false,
+        port: conn.local.map(|a| a.port()),
+    };
+    let accepted = negotiate(parts, v, mount_protocol, arrival).map_err(|r| {
+        tracing::info!(
+            peer = ?conn.peer,
+            vhost = %v.name,
+            origin = ?parts.headers.get(http::header::ORIGIN),
+            status = r.status.as_u16(),
+            reason = r.reason,
+            "WebSocket handshake refused"
+        );
+        HttpError {
+            status: r.status,
+            headers: r.headers,
+        }
+    })?;
+    // A protocol's own basic-auth pvo protects its upgrade.
+    if let Some(auth) = state.resources.ws_basic_auth(vhost, accepted.entry) {
+        match auth
+            .check_async(parts.headers.get(http::header::AUTHORIZATION))
+            .await
+        {
+            Some(u) => *user = Some(u),
+            None => return Err(lwsws_mounts::auth::challenge(&v.name)),
+        }
+    }
+    let Some(protocol) = state
+        .ws
+        .get(vhost)
+        .and_then(|p| p.get(accepted.entry))
+        .cloned()
+    else {
+        return Err(HttpError::new(StatusCode::BAD_REQUEST));
+    };
+    let Some(on_upgrade) = on_upgrade else {
+        return Err(HttpError::new(StatusCode::BAD_REQUEST));
+    };
+    let handle = ConnHandle::new(user.clone());
+    let info = ConnectInfo {
+        query: parts.uri.query().map(str::to_string),
+        user: user.clone(),
+    };
+    let Some(session) = protocol.connect(&handle, &info) else {
+        return Err(HttpError::new(StatusCode::FORBIDDEN));
+    };
+    let cfg = DriverConfig {
+        codec: lwsws_ws::Config {
+            max_message_size: usize::try_from(v.ws_max_message_size).unwrap_or(usize::MAX),
+            allow_reserved_close_codes: v.ws_allow_reserved_status_codes,
+            compression: false,
+        },
+        ping_after: state.config.global.ws_pingpong,
+    };
+    let stats = state.stats.clone();
+    let shutdown = state.shutdown.clone();
+    let protocol_name = v.ws_protocols[accepted.entry].name.clone();
+    state.tasks.spawn(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::debug!(error = %e, "WebSocket upgrade did not complete");
+                return;
+            }
+        };
+        let _ws = lwsws_ws::stats::Counted::new(&stats.ws_connections);
+        let _vws = stats
+            .vhosts
+            .get(vhost)
+            .map(|vs| lwsws_ws::stats::Counted::new(&vs.ws_connections));
+        let io = hyper_util::rt::TokioIo::new(upgraded);
+        let ended = lwsws_ws::conn::drive(io, handle, session, cfg, shutdown).await;
+        tracing::debug!(protocol = %protocol_name, ?ended, "WebSocket connection ended");
+    });
+    let mut resp = Response::new(Body::empty());
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    *resp.headers_mut() = accepted.headers;
+    Ok(resp)
+}

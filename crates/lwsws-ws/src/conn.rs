@@ -1,0 +1,375 @@
+//! One WebSocket connection after the 101: reading frames, running the
+//! protocol session, writing what it queued, keeping the connection alive
+//! with pings, and closing it properly.
+//!
+//! Memory per idle connection is kept small: bytes are read into one buffer
+//! per thread (`READ_BUF`) and only an incomplete frame stays with the
+//! connection (in its `Assembler`); frames going out wait in a queue that is
+//! empty when idle; everything is one task.
+
+use crate::frame::{self, OpCode};
+use crate::protocol::{Incoming, Session};
+use crate::{Assembler, Config, Message};
+use bytes::{Bytes, BytesMut};
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::io::IoSlice;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// Read buffer of this thread; messages split off it keep their bytes.
+const READ_CHUNK: usize = 64 * 1024;
+/// Outgoing bytes a connection may have queued before it is dropped as too slow.
+const MAX_QUEUED: usize = 16 * 1024 * 1024;
+/// How long we wait for the peer's close frame after sending ours.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
+
+thread_local! {
+    static READ_BUF: RefCell<BytesMut> = RefCell::new(BytesMut::new());
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// The side of a connection that sessions, rooms and other tasks use to
+/// send to it. Shared (`Arc`) with every room the connection is in.
+pub struct ConnHandle {
+    pub id: u64,
+    /// The authenticated user, if any.
+    pub user: Option<String>,
+    out: Mutex<Outbox>,
+    wake: Notify,
+    closing: AtomicBool,
+}
+
+#[derive(Default)]
+struct Outbox {
+    frames: VecDeque<Bytes>,
+    bytes: usize,
+    /// A close frame to send after the queued frames, then stop.
+    close: Option<(u16, String)>,
+    /// Too much queued: the connection is dropped.
+    overflow: bool,
+}
+
+impl ConnHandle {
+    pub fn new(user: Option<String>) -> Arc<ConnHandle> {
+        Arc::new(ConnHandle {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            user,
+            out: Mutex::new(Outbox::default()),
+            wake: Notify::new(),
+            closing: AtomicBool::new(false),
+        })
+    }
+
+    /// Queues an encoded frame (shared bytes, e.g. one broadcast frame).
+    pub fn send_frame(&self, frame: Bytes) {
+        if self.closing.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Ok(mut o) = self.out.lock() {
+            if o.bytes + frame.len() > MAX_QUEUED {
+                o.overflow = true;
+            } else {
+                o.bytes += frame.len();
+                o.frames.push_back(frame);
+            }
+        }
+        self.wake.notify_one();
+    }
+
+    pub fn send_text(&self, text: &str) {
+        self.send_frame(frame::frame(OpCode::Text, text.as_bytes()));
+    }
+
+    pub fn send_binary(&self, data: &[u8]) {
+        self.send_frame(frame::frame(OpCode::Binary, data));
+    }
+
+    /// Starts the closing handshake with `code` after what is queued.
+    pub fn close(&self, code: u16, reason: &str) {
+        if self.closing.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        if let Ok(mut o) = self.out.lock() {
+            o.close = Some((code, reason.to_string()));
+        }
+        self.wake.notify_one();
+    }
+
+    pub fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Relaxed)
+    }
+}
+
+/// Settings of one connection, from its vhost.
+#[derive(Debug, Clone)]
+pub struct DriverConfig {
+    pub codec: Config,
+    /// `ws-pingpong-secs`.
+    pub ping_after: Option<Duration>,
+}
+
+/// How a connection ended, for logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// Close handshake done (code we sent or received).
+    Closed(u16),
+    /// The peer went away without a close frame.
+    Dropped,
+    /// The peer stopped reading and too much was queued.
+    TooSlow,
+    /// No answer to our ping.
+    Unresponsive,
+}
+
+/// Serves one upgraded connection until it ends. `shutdown` closes it with
+/// 1001 (server going away).
+pub async fn drive<IO>(
+    mut io: IO,
+    handle: Arc<ConnHandle>,
+    mut session: Box<dyn Session>,
+    cfg: DriverConfig,
+    shutdown: CancellationToken,
+) -> Ended
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut asm = Assembler::new(cfg.codec);
+    let allow_reserved = cfg.codec.allow_reserved_close_codes;
+    let mut tick = session.tick().map(|d| {
+        let mut i = tokio::time::interval_at(tokio::time::Instant::now() + d, d);
+        i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        i
+    });
+    let ping_after = cfg.ping_after;
+    let idle = tokio::time::sleep(ping_after.unwrap_or(Duration::from_secs(3600)));
+    tokio::pin!(idle);
+    let mut ping_sent = false;
+    let mut shutting_down = false;
+
+    let ended = loop {
+        tokio::select! {
+            r = poll_fn(|cx| poll_read_messages(Pin::new(&mut io), cx, &mut asm)) => {
+                match r {
+                    Ok((0, _)) => break Ended::Dropped,
+                    Ok((_, incoming)) => {
+                        if let Some(d) = ping_after {
+                            idle.as_mut().reset(tokio::time::Instant::now() + d);
+                            ping_sent = false;
+                        }
+                        let mut close_seen = None;
+                        for m in incoming {
+                            match m {
+                                Message::Text(b) => session.on_message(&handle, Incoming::Text(b)),
+                                Message::Binary(b) => session.on_message(&handle, Incoming::Binary(b)),
+                                Message::Ping(p) => handle.send_frame(frame::frame(OpCode::Pong, &p)),
+                                Message::Pong(_) => {}
+                                Message::Compressed { .. } => {
+                                    // Compression is never negotiated yet, so the
+                                    // codec cannot produce this; treat as a protocol error.
+                                    handle.close(crate::close::code::PROTOCOL_ERROR, "");
+                                }
+                                Message::Close(c) => {
+                                    close_seen = Some(c.map_or(crate::close::code::NORMAL, |c| c.code));
+                                    break;
+                                }
+                            }
+                        }
+                        if let Some(code) = close_seen {
+                            // Answer the peer's close with the same code, then end.
+                            let already = handle.closing.swap(true, Ordering::Relaxed);
+                            if !already {
+                                let reply = if code == crate::close::code::NORMAL || crate::valid_close_code(code, allow_reserved) { code } else { crate::close::code::NORMAL };
+                                let _ = flush(&mut io, &handle, Some((reply, String::new()))).await;
+                            } else {
+                                let _ = flush(&mut io, &handle, None).await;
+                            }
+                            break Ended::Closed(code);
+                        }
+                    }
+                    Err(ReadError::Io) => break Ended::Dropped,
+                    Err(ReadError::Protocol(code)) => {
+                        handle.closing.store(true, Ordering::Relaxed);
+                        let _ = flush(&mut io, &handle, Some((code, String::new()))).await;
+                        break Ended::Closed(code);
+                    }
+                }
+            }
+            _ = handle.wake.notified() => {
+                match flush_or_close(&mut io, &handle, &mut asm).await {
+                    Step::Continue => {}
+                    Step::Done(e) => break e,
+                }
+            }
+            _ = async { match &mut tick { Some(t) => { t.tick().await; } None => std::future::pending().await } } => {
+                session.on_tick(&handle);
+            }
+            _ = &mut idle, if ping_after.is_some() => {
+                if ping_sent {
+                    break Ended::Unresponsive;
+                }
+                ping_sent = true;
+                handle.send_frame(frame::frame(OpCode::Ping, b""));
+                if let Some(d) = ping_after {
+                    idle.as_mut().reset(tokio::time::Instant::now() + d);
+                }
+            }
+            _ = shutdown.cancelled(), if !shutting_down => {
+                shutting_down = true;
+                handle.close(crate::close::code::GOING_AWAY, "server going away");
+            }
+        }
+    };
+    session.on_close(&handle);
+    handle.closing.store(true, Ordering::Relaxed);
+    let _ = poll_fn(|cx| Pin::new(&mut io).poll_shutdown(cx)).await;
+    ended
+}
+
+enum Step {
+    Continue,
+    Done(Ended),
+}
+
+/// Writes what is queued; if a close was asked for, sends it and waits for
+/// the peer's close (bounded) before ending.
+async fn flush_or_close<IO: AsyncRead + AsyncWrite + Unpin>(
+    io: &mut IO,
+    handle: &ConnHandle,
+    asm: &mut Assembler,
+) -> Step {
+    let close = match handle.out.lock() {
+        Ok(mut o) => {
+            if o.overflow {
+                return Step::Done(Ended::TooSlow);
+            }
+            o.close.take()
+        }
+        Err(_) => return Step::Done(Ended::Dropped),
+    };
+    let Some((code, reason)) = close else {
+        return match flush(io, handle, None).await {
+            Ok(()) => Step::Continue,
+            Err(_) => Step::Done(Ended::Dropped),
+        };
+    };
+    if flush(io, handle, Some((code, reason))).await.is_err() {
+        return Step::Done(Ended::Dropped);
+    }
+    // Wait for the peer's close frame, discarding anything else.
+    let waited = tokio::time::timeout(CLOSE_WAIT, async {
+        loop {
+            match poll_fn(|cx| poll_read_messages(Pin::new(&mut *io), cx, asm)).await {
+                Ok((0, _)) | Err(_) => return,
+                Ok((_, msgs)) => {
+                    if msgs.iter().any(|m| matches!(m, Message::Close(_))) {
+                        return;
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    let _ = waited;
+    Step::Done(Ended::Closed(code))
+}
+
+/// Writes every queued frame (and a final close frame, if given), batching
+/// them into vectored writes.
+async fn flush<IO: AsyncWrite + Unpin>(
+    io: &mut IO,
+    handle: &ConnHandle,
+    close: Option<(u16, String)>,
+) -> std::io::Result<()> {
+    let mut frames: VecDeque<Bytes> = match handle.out.lock() {
+        Ok(mut o) => {
+            o.bytes = 0;
+            std::mem::take(&mut o.frames)
+        }
+        Err(_) => VecDeque::new(),
+    };
+    if let Some((code, reason)) = close {
+        frames.push_back(frame::close_frame(Some(code), &reason));
+    }
+    while !frames.is_empty() {
+        let n = poll_fn(|cx| {
+            let slices: Vec<IoSlice<'_>> =
+                frames.iter().take(64).map(|b| IoSlice::new(b)).collect();
+            Pin::new(&mut *io).poll_write_vectored(cx, &slices)
+        })
+        .await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        let mut left = n;
+        while left > 0 {
+            let Some(front) = frames.front_mut() else {
+                break;
+            };
+            if front.len() <= left {
+                left -= front.len();
+                frames.pop_front();
+            } else {
+                let _ = front.split_to(left);
+                left = 0;
+            }
+        }
+    }
+    poll_fn(|cx| Pin::new(&mut *io).poll_flush(cx)).await
+}
+
+enum ReadError {
+    Io,
+    /// Close with this code.
+    Protocol(u16),
+}
+
+/// What one read produced: bytes read (0 = end of stream) and the messages.
+type ReadOutcome = Result<(usize, Vec<Message>), ReadError>;
+
+/// Reads what is available into this thread's buffer and assembles messages.
+fn poll_read_messages<IO: AsyncRead>(
+    io: Pin<&mut IO>,
+    cx: &mut Context<'_>,
+    asm: &mut Assembler,
+) -> Poll<ReadOutcome> {
+    READ_BUF.with(|cell| {
+        let Ok(mut buf) = cell.try_borrow_mut() else {
+            return Poll::Ready(Err(ReadError::Io));
+        };
+        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+            buf.reserve(READ_CHUNK);
+        }
+        let n = match ready!(tokio_util::io::poll_read_buf(io, cx, &mut *buf)) {
+            Ok(n) => n,
+            Err(_) => {
+                buf.clear();
+                return Poll::Ready(Err(ReadError::Io));
+            }
+        };
+        if n == 0 {
+            buf.clear();
+            return Poll::Ready(Ok((0, Vec::new())));
+        }
+        let mut out = Vec::new();
+        loop {
+            match asm.feed(&mut buf) {
+                Ok(Some(m)) => out.push(m),
+                Ok(None) => break,
+                Err(e) => {
+                    buf.clear();
+                    return Poll::Ready(Err(ReadError::Protocol(e.close_code())));
+                }
+            }
+        }
+        Poll::Ready(Ok((n, out)))
+    })
+}

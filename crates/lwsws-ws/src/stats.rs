@@ -1,0 +1,75 @@
+//! Server-wide figures that the status protocol reports: updated by the
+//! server with relaxed atomics (no lock on the request path), read by
+//! whoever wants a snapshot.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Instant;
+
+/// Counters of one worker.
+#[derive(Debug)]
+pub struct Stats {
+    pub started: Instant,
+    pub generation: u64,
+    pub http_connections: AtomicUsize,
+    pub ws_connections: AtomicUsize,
+    pub requests: AtomicU64,
+    pub vhosts: Vec<VhostStats>,
+}
+
+/// Counters and description of one vhost.
+#[derive(Debug)]
+pub struct VhostStats {
+    pub name: String,
+    pub listen: String,
+    pub mounts: Vec<(String, &'static str)>,
+    pub requests: AtomicU64,
+    pub ws_connections: AtomicUsize,
+}
+
+impl Stats {
+    pub fn new(vhosts: Vec<VhostStats>) -> Stats {
+        Stats {
+            started: Instant::now(),
+            generation: 1,
+            http_connections: AtomicUsize::new(0),
+            ws_connections: AtomicUsize::new(0),
+            requests: AtomicU64::new(0),
+            vhosts,
+        }
+    }
+
+    pub fn request(&self, vhost: Option<usize>) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        if let Some(v) = vhost.and_then(|i| self.vhosts.get(i)) {
+            v.requests.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl VhostStats {
+    pub fn new(name: String, listen: String, mounts: Vec<(String, &'static str)>) -> VhostStats {
+        VhostStats {
+            name,
+            listen,
+            mounts,
+            requests: AtomicU64::new(0),
+            ws_connections: AtomicUsize::new(0),
+        }
+    }
+}
+
+/// Counts a connection while it lives.
+pub struct Counted<'a>(&'a AtomicUsize);
+
+impl<'a> Counted<'a> {
+    pub fn new(c: &'a AtomicUsize) -> Self {
+        c.fetch_add(1, Ordering::Relaxed);
+        Counted(c)
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
