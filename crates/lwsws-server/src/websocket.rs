@@ -63,6 +63,8 @@ pub(crate) async fn upgrade(
         return Err(HttpError::new(StatusCode::BAD_REQUEST));
     };
     let handle = ConnHandle::new(user.clone());
+    // Counted from before the session starts, so what it reports includes it.
+    let counted = lwsws_ws::stats::WsCount::new(state.stats.clone(), vhost);
     let info = ConnectInfo {
         query: parts.uri.query().map(str::to_string),
         user: user.clone(),
@@ -78,7 +80,6 @@ pub(crate) async fn upgrade(
         },
         ping_after: state.config.global.ws_pingpong,
     };
-    let stats = state.stats.clone();
     let shutdown = state.shutdown.clone();
     let protocol_name = v.ws_protocols[accepted.entry].name.clone();
     state.tasks.spawn(async move {
@@ -89,11 +90,7 @@ pub(crate) async fn upgrade(
                 return;
             }
         };
-        let _ws = lwsws_ws::stats::Counted::new(&stats.ws_connections);
-        let _vws = stats
-            .vhosts
-            .get(vhost)
-            .map(|vs| lwsws_ws::stats::Counted::new(&vs.ws_connections));
+        let _counted = counted;
         let io = hyper_util::rt::TokioIo::new(upgraded);
         let ended = lwsws_ws::conn::drive(io, handle, session, cfg, shutdown).await;
         tracing::debug!(protocol = %protocol_name, ?ended, "WebSocket connection ended");

@@ -58,6 +58,31 @@ impl VhostStats {
     }
 }
 
+/// Counts a WebSocket connection (server-wide and on its vhost) while it lives.
+pub struct WsCount {
+    stats: std::sync::Arc<Stats>,
+    vhost: usize,
+}
+
+impl WsCount {
+    pub fn new(stats: std::sync::Arc<Stats>, vhost: usize) -> WsCount {
+        stats.ws_connections.fetch_add(1, Ordering::Relaxed);
+        if let Some(v) = stats.vhosts.get(vhost) {
+            v.ws_connections.fetch_add(1, Ordering::Relaxed);
+        }
+        WsCount { stats, vhost }
+    }
+}
+
+impl Drop for WsCount {
+    fn drop(&mut self) {
+        self.stats.ws_connections.fetch_sub(1, Ordering::Relaxed);
+        if let Some(v) = self.stats.vhosts.get(self.vhost) {
+            v.ws_connections.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
 /// Counts a connection while it lives.
 pub struct Counted<'a>(&'a AtomicUsize);
 
