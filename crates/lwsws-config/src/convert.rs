@@ -1034,6 +1034,16 @@ pub(crate) fn vhost(cx: &mut Ctx, node: &Node) -> Option<Vhost> {
                             continue;
                         }
                         seen.push((key, loc));
+                        if let Origin::Callback(name) = &m.origin
+                            && !v.ws_protocols.iter().any(|e| &e.name == name)
+                        {
+                            cx.d.error(
+                                mount_origin_loc(item),
+                                "origin",
+                                format!("callback://{name} names a protocol this vhost does not enable"),
+                                Some(format!("add {{\"{name}\": {{}}}} to the vhost's \"ws-protocols\"")),
+                            );
+                        }
                         v.mounts.push(m);
                     }
                 }
@@ -1046,6 +1056,17 @@ pub(crate) fn vhost(cx: &mut Ctx, node: &Node) -> Option<Vhost> {
         return None;
     }
     Some(v)
+}
+
+/// Where a mount's `origin` value is, for messages about it.
+fn mount_origin_loc(mount: &Node) -> Loc {
+    match &mount.kind {
+        NodeKind::Object(props) => props
+            .iter()
+            .find(|p| p.key == "origin")
+            .map_or(mount.loc, |p| p.value.loc),
+        _ => mount.loc,
+    }
 }
 
 /// Where a mount's `mountpoint` value is, for messages about it.

@@ -251,9 +251,26 @@ where
             )
             .await
         }
-        Origin::Callback(_) => Err(HttpError::new(StatusCode::NOT_IMPLEMENTED)),
+        Origin::Callback(name) => callback(state, vhost, name, parts, &mount.pmo),
     };
     h
+}
+
+/// A `callback://NAME` mount: the protocol NAME enabled on this vhost answers.
+fn callback(
+    state: &State,
+    vhost: usize,
+    name: &str,
+    parts: &Parts,
+    pmo: &[(String, String)],
+) -> Result<Response<Body>, HttpError> {
+    let v = &state.config.vhosts[vhost];
+    let entry = v.ws_protocols.iter().position(|e| e.name == name);
+    let protocol = entry.and_then(|i| state.ws.get(vhost).and_then(|p| p.get(i)));
+    match protocol.and_then(|p| p.http(parts, pmo)) {
+        Some(r) => Ok(r.map(Body::full)),
+        None => Err(HttpError::new(StatusCode::NOT_FOUND)),
+    }
 }
 
 /// The status carried by the guard's synthetic request, if this is one.

@@ -64,6 +64,16 @@ pub trait Protocol: Send + Sync + 'static {
 pub trait VhostProtocol: Send + Sync {
     /// A session for a new connection; `None` refuses it.
     fn connect(&self, conn: &Arc<ConnHandle>, info: &ConnectInfo) -> Option<Box<dyn Session>>;
+
+    /// Answers an HTTP request on a `callback://NAME` mount, given the
+    /// mount's `pmo`; `None` if this protocol serves no HTTP (404).
+    fn http(
+        &self,
+        _req: &http::request::Parts,
+        _pmo: &[(String, String)],
+    ) -> Option<http::Response<Bytes>> {
+        None
+    }
 }
 
 /// One connection's protocol state.

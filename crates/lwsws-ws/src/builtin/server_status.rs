@@ -137,6 +137,19 @@ impl StatusVhost {
 struct StatusHandle(Arc<StatusVhost>);
 
 impl VhostProtocol for StatusHandle {
+    /// On a `callback://lws-server-status` mount: the same JSON, once.
+    fn http(
+        &self,
+        _req: &http::request::Parts,
+        _pmo: &[(String, String)],
+    ) -> Option<http::Response<bytes::Bytes>> {
+        http::Response::builder()
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(http::header::CACHE_CONTROL, "no-store")
+            .body(bytes::Bytes::from(self.0.snapshot()))
+            .ok()
+    }
+
     fn connect(&self, conn: &Arc<ConnHandle>, _info: &ConnectInfo) -> Option<Box<dyn Session>> {
         self.0.room.join(conn);
         conn.send_text(&self.0.snapshot());
