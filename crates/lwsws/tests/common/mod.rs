@@ -380,3 +380,7 @@ impl Drop for GroupReaper {
 // ---- Added for the reverse-proxy tests (`proxy_*.rs`) ----
 
 pub mod proxy;
+
+// ---- Added for the WebSocket tests (`ws_*.rs`) ----
+
+pub mod ws;
