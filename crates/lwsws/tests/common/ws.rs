@@ -231,9 +231,15 @@ impl Ws {
 
     /// Writes one masked frame.
     pub fn send_frame(&mut self, fin: bool, opcode: OpCode, payload: &[u8]) {
-        let mut out = BytesMut::new();
-        encode_masked_frame(&mut out, fin, opcode, false, MASK, payload);
-        self.send_raw(&out);
+        self.send_raw(&masked(fin, opcode, payload));
+    }
+
+    /// A second handle on the connection that only sends, for a thread that
+    /// writes while another reads.
+    pub fn sender(&self) -> WsSender {
+        WsSender {
+            stream: self.stream.try_clone().unwrap(),
+        }
     }
 
     /// Writes bytes as they are.
@@ -377,6 +383,26 @@ impl Ws {
         self.inbox.drain(..pos + len);
         Some(frame)
     }
+}
+
+/// The sending side of a [`Ws`], from [`Ws::sender`].
+pub struct WsSender {
+    stream: TcpStream,
+}
+
+impl WsSender {
+    pub fn send_text(&mut self, text: &str) {
+        self.stream
+            .write_all(&masked(true, OpCode::Text, text.as_bytes()))
+            .unwrap();
+    }
+}
+
+/// One masked client frame.
+fn masked(fin: bool, opcode: OpCode, payload: &[u8]) -> BytesMut {
+    let mut out = BytesMut::new();
+    encode_masked_frame(&mut out, fin, opcode, false, MASK, payload);
+    out
 }
 
 /// Runs `fixtures/ws/ws_probe.py` with `spec` (see the script) and returns
