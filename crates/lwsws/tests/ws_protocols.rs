@@ -422,3 +422,21 @@ fn the_websocket_count_follows_connections() {
         ws_count(v) == before
     });
 }
+
+#[test]
+fn status_updates_start_again_after_everyone_left() {
+    let s = start();
+    for round in 0..3 {
+        let mut ws = s.ws("/", STATUS);
+        // The first update comes at once; the next ones only if the
+        // periodic updates run for this connection.
+        for _ in 0..3 {
+            status(&mut ws);
+        }
+        ws.send_close(1000, "");
+        assert!(ws.ends_within(Duration::from_secs(10)), "round {round}");
+        drop(ws);
+        // Long enough for the update task to see an empty room and stop.
+        std::thread::sleep(Duration::from_millis(700));
+    }
+}
