@@ -124,7 +124,13 @@ impl StatusVhost {
                 let Some(v) = weak.upgrade() else { return };
                 if v.room.is_empty() {
                     v.running.store(false, Ordering::Release);
-                    return;
+                    // A connection may have joined after the check above and
+                    // seen `running` still set, so started no task: look
+                    // again, and carry on unless the room is still empty or
+                    // a new task has taken over.
+                    if v.room.is_empty() || v.running.swap(true, Ordering::AcqRel) {
+                        return;
+                    }
                 }
                 let frame = crate::frame::frame(crate::OpCode::Text, v.snapshot().as_bytes());
                 v.room.broadcast_frame(&frame);
