@@ -172,6 +172,19 @@ fn valid_close_codes_are_echoed_and_the_connection_ends() {
 }
 
 #[test]
+fn malformed_close_payloads_are_refused() {
+    let s = start();
+    // A one-byte payload cannot hold a code.
+    let mut ws = s.ws();
+    ws.send_frame(true, OpCode::Close, b"\x03");
+    s.closes_with(&mut ws, 1002, "one-byte close payload");
+    // The reason must be UTF-8.
+    let mut ws = s.ws();
+    ws.send_frame(true, OpCode::Close, b"\x03\xe8bad \xff reason");
+    s.closes_with(&mut ws, 1007, "close reason not UTF-8");
+}
+
+#[test]
 fn nothing_is_echoed_after_a_close() {
     let s = start();
     let mut ws = s.ws();

@@ -147,6 +147,24 @@ fn versions_13_8_and_7_are_accepted() {
 }
 
 #[test]
+fn upgrade_and_connection_tokens_are_read_as_lists_without_case() {
+    let s = start();
+    // As Firefox sends them, and in odd case.
+    for (upgrade, connection) in [
+        ("websocket", "keep-alive, Upgrade"),
+        ("WebSocket", "upgrade"),
+        ("websocket", "UPGRADE , keep-alive"),
+    ] {
+        let (_, ws) = s.expect(
+            s.hs("/").upgrade_connection(upgrade, connection),
+            101,
+            &format!("Upgrade: {upgrade}, Connection: {connection}"),
+        );
+        assert_echoes(&mut ws.unwrap());
+    }
+}
+
+#[test]
 fn a_missing_or_malformed_key_gets_400() {
     let s = start();
     // The handshake helper always sends a good key; replace the request.

@@ -91,6 +91,9 @@ pub struct Handshake {
     path: String,
     host: String,
     version: Option<String>,
+    /// The `Upgrade` and `Connection` values.
+    upgrade: String,
+    connection: String,
     headers: Vec<(String, String)>,
 }
 
@@ -103,6 +106,8 @@ impl Handshake {
             path: path.to_owned(),
             host: format!("127.0.0.1:{port}"),
             version: Some("13".into()),
+            upgrade: "websocket".into(),
+            connection: "Upgrade".into(),
             headers: Vec::new(),
         }
     }
@@ -116,6 +121,13 @@ impl Handshake {
     /// `Sec-WebSocket-Version`, or none at all.
     pub fn version(mut self, version: Option<&str>) -> Self {
         self.version = version.map(str::to_owned);
+        self
+    }
+
+    /// The `Upgrade` and `Connection` header values.
+    pub fn upgrade_connection(mut self, upgrade: &str, connection: &str) -> Self {
+        self.upgrade = upgrade.to_owned();
+        self.connection = connection.to_owned();
         self
     }
 
@@ -136,9 +148,9 @@ impl Handshake {
     /// The request's bytes.
     fn request(&self) -> String {
         let mut req = format!(
-            "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+            "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: {}\r\nConnection: {}\r\n\
              Sec-WebSocket-Key: {KEY}\r\n",
-            self.path, self.host
+            self.path, self.host, self.upgrade, self.connection
         );
         if let Some(v) = &self.version {
             req.push_str(&format!("Sec-WebSocket-Version: {v}\r\n"));
