@@ -106,6 +106,26 @@ fn a_message_over_the_limit_closes_with_1009() {
 }
 
 #[test]
+fn a_declared_length_over_the_limit_closes_at_once() {
+    let s = start();
+    // A header announcing 1 GiB (masked, 64-bit length), and no payload:
+    // the server must not wait for it.
+    let mut header = vec![0x82, 0xff];
+    header.extend_from_slice(&(1u64 << 30).to_be_bytes());
+    header.extend_from_slice(&[1, 2, 3, 4]);
+    let mut ws = s.ws();
+    ws.send_raw(&header);
+    s.closes_with(&mut ws, 1009, "1 GiB announced");
+    // The default limit is 32 MiB: 64 MiB announced is over it too.
+    let mut header = vec![0x82, 0xff];
+    header.extend_from_slice(&(64u64 << 20).to_be_bytes());
+    header.extend_from_slice(&[1, 2, 3, 4]);
+    let mut ws = s.ws_reserved();
+    ws.send_raw(&header);
+    s.closes_with(&mut ws, 1009, "64 MiB announced, default limit");
+}
+
+#[test]
 fn fragments_adding_up_past_the_limit_close_with_1009() {
     let s = start();
     // Two halves of the limit: fine.
