@@ -47,26 +47,52 @@ impl Room {
     }
 }
 
-/// Rooms by instance name, created on first use and dropped when empty.
+/// Rooms by instance name, created on first use and forgotten when the
+/// last member leaves, so that names clients make up do not pile up.
+///
+/// Joining and leaving hold the map's lock while they change a room's
+/// members: otherwise a connection could look a room up, lose it to a
+/// `leave` that found it empty and forgot it, and join it afterwards, alone
+/// in a room that the next connection of that name would no longer find.
 #[derive(Default)]
 pub struct Rooms {
     rooms: Mutex<HashMap<String, Arc<Room>>>,
 }
 
 impl Rooms {
-    pub fn get(&self, instance: &str) -> Arc<Room> {
-        match self.rooms.lock() {
-            Ok(mut r) => r.entry(instance.to_string()).or_default().clone(),
+    /// Puts `conn` in the room `instance` (created if needed) and returns it.
+    pub fn join(&self, instance: &str, conn: &Arc<ConnHandle>) -> Arc<Room> {
+        let room = match self.rooms.lock() {
+            Ok(mut r) => {
+                let room = r.entry(instance.to_string()).or_default().clone();
+                room.join(conn);
+                return room;
+            }
             Err(_) => Arc::new(Room::default()),
+        };
+        room.join(conn);
+        room
+    }
+
+    /// Takes `conn` out of the room `instance`, and forgets the room if
+    /// nobody is left in it.
+    pub fn leave(&self, instance: &str, conn: &Arc<ConnHandle>) {
+        if let Ok(mut r) = self.rooms.lock()
+            && let Some(room) = r.get(instance)
+        {
+            room.leave(conn);
+            if room.is_empty() {
+                r.remove(instance);
+            }
         }
     }
 
-    /// Forgets a room nobody is in any more.
-    pub fn tidy(&self, instance: &str) {
-        if let Ok(mut r) = self.rooms.lock()
-            && r.get(instance).is_some_and(|room| room.is_empty())
-        {
-            r.remove(instance);
-        }
+    /// How many rooms have members.
+    pub fn len(&self) -> usize {
+        self.rooms.lock().map_or(0, |r| r.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }

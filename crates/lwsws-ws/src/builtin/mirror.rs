@@ -24,14 +24,16 @@ impl Protocol for Mirror {
             .iter()
             .any(|(k, v)| k == "tag-user" && matches!(v.as_str(), "1" | "on" | "yes" | "true"));
         Arc::new(MirrorVhost {
-            rooms: Rooms::default(),
+            rooms: Arc::new(Rooms::default()),
             tag_user,
         })
     }
 }
 
 struct MirrorVhost {
-    rooms: Rooms,
+    /// The vhost's instances; shared with every session, which leaves its
+    /// room through it.
+    rooms: Arc<Rooms>,
     tag_user: bool,
 }
 
@@ -51,9 +53,10 @@ fn instance(query: Option<&str>) -> String {
 impl VhostProtocol for MirrorVhost {
     fn connect(&self, conn: &Arc<ConnHandle>, info: &ConnectInfo) -> Option<Box<dyn Session>> {
         let name = instance(info.query.as_deref());
-        let room = self.rooms.get(&name);
-        room.join(conn);
+        let room = self.rooms.join(&name, conn);
         Some(Box::new(MirrorSession {
+            rooms: self.rooms.clone(),
+            instance: name,
             room,
             tag: if self.tag_user {
                 info.user.clone()
@@ -65,6 +68,8 @@ impl VhostProtocol for MirrorVhost {
 }
 
 struct MirrorSession {
+    rooms: Arc<Rooms>,
+    instance: String,
     room: Arc<Room>,
     /// `tag-user`: text messages are prefixed with `<user>: `.
     tag: Option<String>,
@@ -87,12 +92,57 @@ impl Session for MirrorSession {
     }
 
     fn on_close(&mut self, conn: &Arc<ConnHandle>) {
-        self.room.leave(conn);
+        self.rooms.leave(&self.instance, conn);
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn vhost() -> MirrorVhost {
+        MirrorVhost {
+            rooms: Arc::new(Rooms::default()),
+            tag_user: false,
+        }
+    }
+
+    fn connect(v: &MirrorVhost, query: &str) -> (Arc<ConnHandle>, Box<dyn Session>) {
+        let conn = ConnHandle::new(None);
+        let info = ConnectInfo {
+            query: Some(query.to_string()),
+            user: None,
+        };
+        let session = v.connect(&conn, &info).unwrap();
+        (conn, session)
+    }
+
+    #[test]
+    fn rooms_are_forgotten_when_their_last_member_leaves() {
+        let v = vhost();
+        let mut open: Vec<_> = (0..100)
+            .map(|i| connect(&v, &format!("mirror=room{i}")))
+            .collect();
+        let (a, mut sa) = connect(&v, "mirror=shared");
+        let (b, mut sb) = connect(&v, "mirror=shared");
+        assert_eq!(v.rooms.len(), 101);
+        for (conn, session) in &mut open {
+            session.on_close(conn);
+        }
+        assert_eq!(v.rooms.len(), 1);
+        sa.on_close(&a);
+        assert_eq!(v.rooms.len(), 1, "b is still in it");
+        // Someone joining a room whose last member is leaving gets the
+        // members who come after, not a forgotten room.
+        sb.on_close(&b);
+        assert!(v.rooms.is_empty());
+        let (_c, _sc) = connect(&v, "mirror=shared");
+        let (_d, _sd) = connect(&v, "mirror=shared");
+        let e = ConnHandle::new(None);
+        assert_eq!(v.rooms.join("shared", &e).len(), 3, "c, d and e together");
+        assert_eq!(v.rooms.len(), 1);
+    }
+
     #[test]
     fn instance_from_query() {
         assert_eq!(super::instance(None), "");
