@@ -1250,6 +1250,15 @@ fn ws_protocols(cx: &mut Ctx, n: &Node) -> Vec<ProtocolEntry> {
                         }
                         continue;
                     }
+                    // Files shown by the status protocol: relative to the
+                    // configuration directory, and allowed to be missing.
+                    "filespath" | "filepath" => {
+                        let resolved = reader::resolve(&cx.base, &pair.value);
+                        entry
+                            .pvos
+                            .push((pair.name, resolved.to_string_lossy().into_owned()));
+                        continue;
+                    }
                     "basic-auth" | "auth-hmac-key-file" => {
                         let resolved = reader::resolve(&cx.base, &pair.value);
                         validate::check_path(
