@@ -75,7 +75,9 @@ impl ConnHandle {
             return;
         }
         if let Ok(mut o) = self.out.lock() {
-            if o.bytes + frame.len() > MAX_QUEUED {
+            // One frame always fits (its size is bounded by the message
+            // size limit); what is bounded is frames piling up unread.
+            if o.bytes > 0 && o.bytes + frame.len() > MAX_QUEUED {
                 o.overflow = true;
             } else {
                 o.bytes += frame.len();

@@ -335,3 +335,17 @@ fn a_normal_close_is_echoed_and_the_tcp_connection_ends() {
     assert_eq!(f.close().map(|(c, _)| c), Some(1000));
     assert_eq!(ws.recv_within(END), Err(NoFrame::Closed));
 }
+
+#[test]
+fn a_message_larger_than_the_outgoing_queue_bound_is_echoed_whole() {
+    // The default limit (32 MiB) allows 20 MiB; the echo of it is one frame
+    // bigger than the connection's outgoing-queue bound, which must still go.
+    let s = start();
+    let mut ws = s.ws_reserved();
+    let payload: Vec<u8> = (0..20u32 << 20).map(|i| (i % 251) as u8).collect();
+    ws.send_frame(true, OpCode::Binary, &payload);
+    let f = ws.recv_within(Duration::from_secs(30)).expect("the echo");
+    assert!(f.is(OpCode::Binary));
+    assert_eq!(f.payload.len(), payload.len());
+    assert!(f.payload == payload, "echoed bytes differ");
+}
