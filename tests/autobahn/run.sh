@@ -11,8 +11,9 @@
 #
 # Prints one line per behaviour (OK, NON-STRICT, INFORMATIONAL,
 # UNIMPLEMENTED, FAILED) and the ids of the failed cases.
-# Exit status: 0 no case failed; 1 some case FAILED (behavior or
-# behaviorClose); 2 the run itself went wrong (bad arguments, no report,
+# Exit status: 0 no case failed; 1 some case failed (behavior FAILED, or
+# behaviorClose FAILED or UNCLEAN: what Autobahn's HTML report shows red;
+# see summarize.py); 2 the run itself went wrong (bad arguments, no report,
 # fewer cases in the report than selected, e.g. server unreachable, timeout).
 #
 # Environment:
@@ -35,7 +36,7 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 usage() {
-	sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+	sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
 	exit 2
 }
 [ $# -eq 2 ] || usage
@@ -62,19 +63,29 @@ else
 	WORK="$(mktemp -d "${TMPDIR:-/tmp}/lwsws-autobahn.XXXXXX")"
 	KEEP=0
 fi
+PIDS=()
 cleanup() {
+	local pid
+	for pid in "${PIDS[@]}"; do
+		kill "$pid" 2>/dev/null || true
+	done
 	if [ "$KEEP" = 0 ]; then
 		rm -rf "$WORK"
 	fi
 }
 trap cleanup EXIT
 
-SPEC="$WORK/spec.json"
-REPORTS="$WORK/reports"
-LOG="$WORK/wstest.log"
-rm -rf "$REPORTS"
+JOBS="${AUTOBAHN_JOBS:-1}"
+TIMEOUT="${AUTOBAHN_TIMEOUT:-1800}"
+case "$JOBS" in
+'' | *[!0-9]* | 0)
+	echo "autobahn: AUTOBAHN_JOBS must be a positive number: $JOBS" >&2
+	exit 2
+	;;
+esac
 
-URL="$URL" CASES="$CASES" REPORTS="$REPORTS" python3 - "$SPEC" <<'EOF'
+# The selection as wstest's spec (servers, case patterns, exclusions).
+URL="$URL" CASES="$CASES" python3 - "$WORK/spec.json" <<'EOF'
 import json, os, sys
 
 def patterns(s):
@@ -86,7 +97,6 @@ if os.environ.get("AUTOBAHN_PROTOCOL"):
 if os.environ.get("AUTOBAHN_ORIGIN"):
     server["origin"] = os.environ["AUTOBAHN_ORIGIN"]
 spec = {
-    "outdir": os.environ["REPORTS"],
     "servers": [server],
     "cases": patterns(os.environ["CASES"]),
     "exclude-cases": patterns(os.environ.get("AUTOBAHN_EXCLUDE", "")),
@@ -98,61 +108,93 @@ with open(sys.argv[1], "w") as f:
     json.dump(spec, f, indent=2)
 EOF
 
-# How many cases the selection means, asked of the test suite itself: a
-# selection of none would leave wstest waiting forever, and the count tells
-# whether the report is complete.
-expected="$("$(dirname "$WSTEST")/python" - "$SPEC" <<'EOF'
-import json, sys
+# The test suite itself resolves the patterns into case ids (a selection of
+# none would leave wstest waiting forever, and the count tells whether the
+# report is complete), and the ids are dealt round-robin to AUTOBAHN_JOBS
+# wstest processes, each with its own folder jobN/ (spec.json, reports/,
+# wstest.log). The output is the number of cases, then the job folders.
+mapfile -t resolved < <("$(dirname "$WSTEST")/python" - "$WORK" "$JOBS" <<'EOF'
+import json, os, sys
 from autobahntestsuite.case import Cases, CaseCategories, CaseSubCategories, CaseSetname, CaseBasename
 from autobahntestsuite.caseset import CaseSet
-spec = json.load(open(sys.argv[1]))
-print(len(CaseSet(CaseSetname, CaseBasename, Cases, CaseCategories, CaseSubCategories).parseSpecCases(spec)))
+
+work, jobs = sys.argv[1], int(sys.argv[2])
+spec = json.load(open(os.path.join(work, "spec.json")))
+caseset = CaseSet(CaseSetname, CaseBasename, Cases, CaseCategories, CaseSubCategories)
+for c in caseset.resolveCasePatternList(spec["cases"]):
+    if c not in caseset.CasesIndices:
+        sys.stderr.write("autobahn: no Autobahn case %s\n" % c)
+        sys.exit(1)
+ids = caseset.parseSpecCases(spec)
+print(len(ids))
+for k in range(min(jobs, len(ids))):
+    d = os.path.join(work, "job%d" % (k + 1))
+    os.mkdir(d)
+    part = dict(spec, cases=ids[k::jobs], outdir=os.path.join(d, "reports"))
+    part["exclude-cases"] = []
+    with open(os.path.join(d, "spec.json"), "w") as f:
+        json.dump(part, f, indent=2)
+    print(d)
 EOF
-)" || {
-	echo "autobahn: could not resolve the case selection $CASES" >&2
+) || true
+expected="${resolved[0]:-}"
+if [ -z "$expected" ]; then
+	echo "autobahn: could not resolve the case selection '$CASES'" >&2
 	exit 2
-}
+fi
 if [ "$expected" -eq 0 ]; then
 	echo "autobahn: no Autobahn case matches '$CASES'" >&2
 	exit 2
 fi
+JOBDIRS=("${resolved[@]:1}")
 
-echo "autobahn: $URL, $expected cases (${CASES})${AUTOBAHN_PROTOCOL:+, protocol $AUTOBAHN_PROTOCOL}, wstest $WSTEST"
+echo "autobahn: $URL, $expected cases (${CASES})${AUTOBAHN_PROTOCOL:+, protocol $AUTOBAHN_PROTOCOL}, ${#JOBDIRS[@]} wstest process(es), $WSTEST"
 start=$(date +%s.%N)
-rc=0
-# wstest writes its report files relative to the current directory in places;
-# run it inside the work folder.
-if [ "${AUTOBAHN_VERBOSE:-0}" = 1 ]; then
-	(cd "$WORK" && timeout "${AUTOBAHN_TIMEOUT:-1800}" "$WSTEST" -m fuzzingclient -s "$SPEC" 2>&1 | tee "$LOG") || rc=$?
-else
-	(cd "$WORK" && timeout "${AUTOBAHN_TIMEOUT:-1800}" "$WSTEST" -m fuzzingclient -s "$SPEC" >"$LOG" 2>&1) || rc=$?
-fi
+for dir in "${JOBDIRS[@]}"; do
+	(
+		# wstest writes some files relative to the current directory.
+		cd "$dir"
+		rc=0
+		if [ "${AUTOBAHN_VERBOSE:-0}" = 1 ]; then
+			timeout "$TIMEOUT" "$WSTEST" -m fuzzingclient -s spec.json 2>&1 | tee wstest.log || rc=$?
+		else
+			timeout "$TIMEOUT" "$WSTEST" -m fuzzingclient -s spec.json >wstest.log 2>&1 || rc=$?
+		fi
+		echo "$rc" >rc
+	) &
+	PIDS+=($!)
+done
+wait
+PIDS=()
 end=$(date +%s.%N)
 elapsed=$(python3 -c "print('%.1f' % ($end - $start))")
 
-if [ "$rc" -ne 0 ]; then
-	if [ "$rc" -eq 124 ]; then
-		echo "autobahn: wstest did not finish within ${AUTOBAHN_TIMEOUT:-1800}s"
-	else
-		echo "autobahn: wstest failed (exit $rc)"
+broken=0
+INDEXES=()
+for dir in "${JOBDIRS[@]}"; do
+	rc="$(cat "$dir/rc" 2>/dev/null || echo '?')"
+	if [ "$rc" != 0 ]; then
+		if [ "$rc" = 124 ]; then
+			echo "autobahn: wstest did not finish within ${TIMEOUT}s ($dir)"
+		else
+			echo "autobahn: wstest failed (exit $rc, $dir)"
+		fi
+		echo "autobahn: last lines of $dir/wstest.log:"
+		tail -n 20 "$dir/wstest.log" | sed 's/^/  | /'
+		broken=1
 	fi
-	echo "autobahn: last lines of $LOG:"
-	tail -n 20 "$LOG" | sed 's/^/  | /'
-	KEEP=1
-	echo "autobahn: work folder kept: $WORK"
-	exit 2
-fi
-if grep -q '^Connection to .* failed' "$LOG"; then
-	grep '^Connection to .* failed' "$LOG" | head -n 3 | sed 's/^/autobahn: /'
-fi
+	grep '^Connection to .* failed' "$dir/wstest.log" | head -n 3 | sed 's/^/autobahn: /' || true
+	INDEXES+=("$dir/reports/index.json")
+done
 
 src=0
-python3 "$HERE/summarize.py" "$REPORTS/index.json" "$expected" "${AUTOBAHN_FAIL_ON:-}" || src=$?
+python3 "$HERE/summarize.py" --expected "$expected" --fail-on "${AUTOBAHN_FAIL_ON:-}" "${INDEXES[@]}" || src=$?
 echo "autobahn: wstest ran ${elapsed}s for $expected cases"
-if [ "$src" -ne 0 ]; then
+[ "$broken" = 0 ] || src=2
+if [ "$src" -ne 0 ] || [ "$KEEP" = 1 ]; then
 	KEEP=1
-	echo "autobahn: report kept: $REPORTS/index.html (wstest log: $LOG)"
-elif [ "$KEEP" = 1 ]; then
-	echo "autobahn: report: $REPORTS/index.html"
+	for dir in "${JOBDIRS[@]}"; do
+		echo "autobahn: report: $dir/reports/index.html (wstest log: $dir/wstest.log)"
+	done
 fi
 exit "$src"

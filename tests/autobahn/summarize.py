@@ -1,23 +1,34 @@
 #!/usr/bin/env python3
 """Summarize an Autobahn|Testsuite fuzzingclient report (index.json).
 
-usage: summarize.py INDEX_JSON EXPECTED_COUNT [FAIL_ON]
+usage: summarize.py --expected N [--fail-on B1,B2] INDEX_JSON...
 
+Reads the index.json of one or more wstest runs (run.sh splits a selection
+over several wstest processes when AUTOBAHN_JOBS > 1) and sums them up.
 Prints one line per behaviour (OK, NON-STRICT, INFORMATIONAL, UNIMPLEMENTED,
 FAILED, ...) with its count, the close behaviours that are not OK, the
-failing case ids and the slowest cases. FAIL_ON is a comma-separated list
-of behaviours that count as failures (default "FAILED"); a case whose
-behaviorClose is FAILED always counts as failed.
+failing case ids and the slowest cases. --fail-on is a comma-separated list
+of behaviours that count as failures besides those below (e.g.
+UNIMPLEMENTED, for a server that must negotiate permessage-deflate).
+
+A case counts as failed the way Autobahn's own HTML report paints it red:
+its behavior is FAILED (or anything but OK, NON-STRICT, INFORMATIONAL,
+UNIMPLEMENTED and NO_CLOSE), or its behaviorClose is FAILED or UNCLEAN.
+WRONG CODE and FAILED BY CLIENT close behaviours are listed, not failed
+(the report shows them amber).
 
 Exit status: 0 when no case failed, 1 when some did, 2 when the report is
-missing, unreadable or holds fewer cases than EXPECTED_COUNT (the run
-stopped early, or the server could not be reached).
+missing, unreadable or holds fewer cases than --expected (the run stopped
+early, or the server could not be reached).
 """
 
+import argparse
 import json
 import sys
 
 ORDER = ["OK", "NON-STRICT", "INFORMATIONAL", "UNIMPLEMENTED", "FAILED"]
+PASSING = {"OK", "NON-STRICT", "INFORMATIONAL", "UNIMPLEMENTED", "NO_CLOSE"}
+FAILING_CLOSE = {"FAILED", "UNCLEAN"}
 
 
 def case_key(case_id):
@@ -25,23 +36,26 @@ def case_key(case_id):
 
 
 def main():
-    if len(sys.argv) not in (3, 4):
-        sys.exit(__doc__)
-    path, expected = sys.argv[1], int(sys.argv[2])
-    fail_on = {"FAILED"}
-    if len(sys.argv) == 4 and sys.argv[3].strip():
-        fail_on |= {b.strip().upper() for b in sys.argv[3].split(",") if b.strip()}
-
-    try:
-        with open(path) as f:
-            index = json.load(f)
-    except (OSError, ValueError) as e:
-        print("autobahn: no usable report %s: %s" % (path, e))
-        return 2
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--expected", type=int, required=True, help="number of cases selected")
+    ap.add_argument("--fail-on", default="", help="extra behaviours counted as failures")
+    ap.add_argument("index", nargs="+", help="index.json of a wstest report")
+    args = ap.parse_args()
+    expected = args.expected
+    fail_on = {b.strip().upper() for b in args.fail_on.split(",") if b.strip()}
 
     cases = {}
-    for agent_cases in index.values():
-        cases.update(agent_cases)
+    unreadable = []
+    for path in args.index:
+        try:
+            with open(path) as f:
+                index = json.load(f)
+        except (OSError, ValueError) as e:
+            print("autobahn: no usable report %s: %s" % (path, e))
+            unreadable.append(path)
+            continue
+        for agent_cases in index.values():
+            cases.update(agent_cases)
 
     counts = {}
     close_counts = {}
@@ -51,7 +65,7 @@ def main():
         bc = r.get("behaviorClose", "?")
         counts[b] = counts.get(b, 0) + 1
         close_counts[bc] = close_counts.get(bc, 0) + 1
-        if b in fail_on or bc == "FAILED":
+        if b not in PASSING or b in fail_on or bc in FAILING_CLOSE:
             failed.append(cid)
 
     print("autobahn: %d cases" % len(cases))
@@ -90,8 +104,13 @@ def main():
     status = 0
     if failed:
         print(
-            "autobahn: FAILED cases (%s): %s"
-            % ("behaviour in " + "/".join(sorted(fail_on)) + " or close FAILED", " ".join(failed))
+            "autobahn: %d FAILED (%s): %s"
+            % (
+                len(failed),
+                "behavior FAILED%s, or close FAILED/UNCLEAN"
+                % "".join("/" + b for b in sorted(fail_on)),
+                " ".join(failed),
+            )
         )
         for cid in failed:
             r = cases[cid]
@@ -100,6 +119,8 @@ def main():
                 % (cid, r.get("behavior"), r.get("behaviorClose"), r.get("remoteCloseCode"), r.get("reportfile"))
             )
         status = 1
+    if unreadable:
+        status = 2
     if expected == 0:
         print("autobahn: error: no case matches the selection")
         status = 2
