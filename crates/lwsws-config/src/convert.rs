@@ -690,39 +690,15 @@ pub(crate) fn vhost(cx: &mut Ctx, node: &Node) -> Option<Vhost> {
     };
 
     let defined_at = d.sources.describe_line(node.loc);
-    let mut v = Vhost {
-        name: name.clone().unwrap_or_default(),
-        listen: listen.clone().unwrap_or(Listen::Tcp {
+    let mut v = Vhost::new(
+        name.clone().unwrap_or_default(),
+        listen.clone().unwrap_or(Listen::Tcp {
             port: 0,
             interface: None,
             family: IpFamily::Both,
         }),
-        defined_at,
-        tls: None,
-        acme: None,
-        sts: false,
-        allow_non_tls: false,
-        redirect_http: false,
-        allow_http_on_https: false,
-        keepalive_timeout: Duration::from_secs(60),
-        access_log: None,
-        headers: Vec::new(),
-        mounts: Vec::new(),
-        ws_protocols: Vec::new(),
-        ws_origin_check: OriginCheck::Same,
-        ws_trusted_origins: Vec::new(),
-        ws_max_message_size: 33_554_432,
-        ws_allow_reserved_status_codes: false,
-        ws_deflate: true,
-        ws_deflate_threshold: 64,
-        listen_accept: ListenAccept::default(),
-        proxy_protocol: false,
-        strict_host_check: false,
-        error_document_404: None,
-        ignore_missing_cert: false,
-        alpn: None,
-        disable_no_protocol_ws_upgrades: false,
-    };
+    );
+    v.defined_at = defined_at;
 
     // TLS
     let cert = o
@@ -1358,22 +1334,10 @@ fn mount(cx: &mut Ctx, node: &Node) -> Option<Mount> {
             None
         }
     };
-    let mut m = Mount {
-        mountpoint: mountpoint.clone().unwrap_or_default(),
-        origin: origin.clone().unwrap_or(Origin::Callback(String::new())),
-        default: None,
-        cache: CachePolicy::default(),
-        extra_mimetypes: Vec::new(),
-        serve_any_type: false,
-        basic_auth: None,
-        cgi_env: Vec::new(),
-        cgi_timeout: Duration::from_secs(300),
-        pmo: Vec::new(),
-        max_body_size: None,
-        proxy_ca: None,
-        proxy_timeout: Duration::from_secs(60),
-        protocol: None,
-    };
+    let mut m = Mount::new(
+        mountpoint.clone().unwrap_or_default(),
+        origin.clone().unwrap_or(Origin::Callback(String::new())),
+    );
     m.default = o
         .get(d, "default")
         .and_then(|n| reader::nonempty(d, "default", n))

@@ -138,6 +138,42 @@ pub struct Vhost {
     pub disable_no_protocol_ws_upgrades: bool,
 }
 
+impl Vhost {
+    /// A vhost with every key at its default (SPEC §2.3), as a file that
+    /// names only `name` and `port` would give.
+    pub fn new(name: impl Into<String>, listen: Listen) -> Vhost {
+        Vhost {
+            name: name.into(),
+            listen,
+            defined_at: String::new(),
+            tls: None,
+            acme: None,
+            sts: false,
+            allow_non_tls: false,
+            redirect_http: false,
+            allow_http_on_https: false,
+            keepalive_timeout: Duration::from_secs(60),
+            access_log: None,
+            headers: Vec::new(),
+            mounts: Vec::new(),
+            ws_protocols: Vec::new(),
+            ws_origin_check: OriginCheck::Same,
+            ws_trusted_origins: Vec::new(),
+            ws_max_message_size: 33_554_432,
+            ws_allow_reserved_status_codes: false,
+            ws_deflate: true,
+            ws_deflate_threshold: 64,
+            listen_accept: ListenAccept::default(),
+            proxy_protocol: false,
+            strict_host_check: false,
+            error_document_404: None,
+            ignore_missing_cert: false,
+            alpn: None,
+            disable_no_protocol_ws_upgrades: false,
+        }
+    }
+}
+
 /// A vhost's listening address.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Listen {
@@ -265,6 +301,28 @@ pub struct Mount {
     pub proxy_timeout: Duration,
     /// `protocol`: WebSocket protocol for upgrades here when the client names none.
     pub protocol: Option<String>,
+}
+
+impl Mount {
+    /// A mount with every key at its default (SPEC §3.1).
+    pub fn new(mountpoint: impl Into<String>, origin: Origin) -> Mount {
+        Mount {
+            mountpoint: mountpoint.into(),
+            origin,
+            default: None,
+            cache: CachePolicy::default(),
+            extra_mimetypes: Vec::new(),
+            serve_any_type: false,
+            basic_auth: None,
+            cgi_env: Vec::new(),
+            cgi_timeout: Duration::from_secs(300),
+            pmo: Vec::new(),
+            max_body_size: None,
+            proxy_ca: None,
+            proxy_timeout: Duration::from_secs(60),
+            protocol: None,
+        }
+    }
 }
 
 /// What a mount serves.

@@ -1,62 +1,24 @@
 //! Router tests on configurations built in memory.
 
 use super::*;
-use lwsws_config::{CachePolicy, Global, IpFamily, ListenAccept, Mount, Origin, OriginCheck};
+use lwsws_config::{Global, IpFamily, Mount, Origin};
 use std::time::Duration;
 
 fn mount(mp: &str) -> Mount {
-    Mount {
-        mountpoint: mp.into(),
-        origin: Origin::Callback("x".into()),
-        default: None,
-        cache: CachePolicy::default(),
-        extra_mimetypes: vec![],
-        serve_any_type: false,
-        basic_auth: None,
-        cgi_env: vec![],
-        cgi_timeout: Duration::from_secs(1),
-        pmo: vec![],
-        max_body_size: None,
-        proxy_ca: None,
-        proxy_timeout: Duration::from_secs(1),
-        protocol: None,
-    }
+    Mount::new(mp, Origin::Callback("x".into()))
 }
 
 fn vhost(name: &str, port: u16, mounts: &[&str]) -> Vhost {
-    Vhost {
-        name: name.into(),
-        listen: Listen::Tcp {
+    let mut v = Vhost::new(
+        name,
+        Listen::Tcp {
             port,
             interface: None,
             family: IpFamily::Both,
         },
-        defined_at: String::new(),
-        tls: None,
-        acme: None,
-        sts: false,
-        allow_non_tls: false,
-        redirect_http: false,
-        allow_http_on_https: false,
-        keepalive_timeout: Duration::from_secs(60),
-        access_log: None,
-        headers: vec![],
-        mounts: mounts.iter().map(|m| mount(m)).collect(),
-        ws_protocols: vec![],
-        ws_origin_check: OriginCheck::Same,
-        ws_trusted_origins: vec![],
-        ws_max_message_size: 1 << 20,
-        ws_allow_reserved_status_codes: false,
-        ws_deflate: true,
-        ws_deflate_threshold: 64,
-        listen_accept: ListenAccept::default(),
-        proxy_protocol: false,
-        strict_host_check: false,
-        error_document_404: None,
-        ignore_missing_cert: false,
-        alpn: None,
-        disable_no_protocol_ws_upgrades: false,
-    }
+    );
+    v.mounts = mounts.iter().map(|m| mount(m)).collect();
+    v
 }
 
 fn config(vhosts: Vec<Vhost>, strict: bool) -> Config {
