@@ -74,6 +74,8 @@ cleanup() {
 	fi
 }
 trap cleanup EXIT
+# A kept work folder may hold an earlier run's job folders.
+rm -rf "$WORK"/job[0-9]*
 
 JOBS="${AUTOBAHN_JOBS:-1}"
 TIMEOUT="${AUTOBAHN_TIMEOUT:-1800}"
