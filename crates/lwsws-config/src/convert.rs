@@ -1654,7 +1654,40 @@ fn origin(d: &mut Diags, loc: Loc, s: &str, base: &Path) -> Option<Origin> {
     }
 }
 
+/// A Host header (or SNI) split into host and port: `host`, `host:port`,
+/// `[v6]`, `[v6]:port`; a bare IPv6 address has no port. The host keeps
+/// its case; see [`normalise_host`].
+pub fn split_host_port(h: &str) -> (&str, Option<u16>) {
+    let h = h.trim();
+    if let Some(rest) = h.strip_prefix('[') {
+        let (host, after) = rest.split_once(']').unwrap_or((rest, ""));
+        return (host, after.strip_prefix(':').and_then(|p| p.parse().ok()));
+    }
+    match h.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => (host, port.parse().ok()),
+        _ => (h, None),
+    }
+}
+
 /// Host names compare case-insensitively, without a trailing dot.
 pub fn normalise_host(s: &str) -> String {
     s.trim().trim_end_matches('.').to_ascii_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_host_port;
+
+    #[test]
+    fn host_and_port() {
+        assert_eq!(split_host_port("Example.com"), ("Example.com", None));
+        assert_eq!(
+            split_host_port("example.com:8080"),
+            ("example.com", Some(8080))
+        );
+        assert_eq!(split_host_port("[::1]:80"), ("::1", Some(80)));
+        assert_eq!(split_host_port("[::1]"), ("::1", None));
+        assert_eq!(split_host_port("::1"), ("::1", None));
+        assert_eq!(split_host_port(" a.b: "), ("a.b", None));
+    }
 }

@@ -20,7 +20,7 @@ mod source;
 mod types;
 mod validate;
 
-pub use convert::normalise_host;
+pub use convert::{normalise_host, split_host_port};
 pub use error::{ConfigError, Diagnostic, Severity};
 pub use print::{origin_string, print_config};
 pub use types::*;

@@ -225,6 +225,8 @@ fn meta_variables(
     let mut set = |k: &str, v: String| env.push((k.to_string(), v));
     set("GATEWAY_INTERFACE", "CGI/1.1".into());
     set("SERVER_SOFTWARE", info.server_software.into());
+    // Not lwsws_config::split_host_port: RFC 3875 §4.1.14 keeps the brackets
+    // of an IPv6 SERVER_NAME, so only a trailing numeric port is cut here.
     let host = parts
         .headers
         .get(header::HOST)

@@ -22,12 +22,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-pub use pool::Pool;
-
-/// TLS client settings for upstreams.
-pub mod pool_tls {
-    pub use super::pool::TlsConfigs;
-}
+pub use pool::{Pool, TlsConfigs};
 pub use rewrite::Rewriter;
 
 /// The body sent upstream: the client's body, errors as `io::Error`.

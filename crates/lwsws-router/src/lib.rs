@@ -159,15 +159,7 @@ fn mount_table(v: &Vhost) -> Vec<(String, usize)> {
 /// A Host header or SNI value reduced to the lower-case host name:
 /// port removed (also from `[v6]:port`), trailing dot removed.
 pub fn host_only(h: &str) -> String {
-    let h = h.trim();
-    let host = if let Some(rest) = h.strip_prefix('[') {
-        rest.split(']').next().unwrap_or(rest)
-    } else if h.matches(':').count() == 1 {
-        h.split(':').next().unwrap_or(h)
-    } else {
-        h
-    };
-    lwsws_config::normalise_host(host)
+    lwsws_config::normalise_host(lwsws_config::split_host_port(h).0)
 }
 
 /// `*.example.com` matches exactly one label before `example.com`.

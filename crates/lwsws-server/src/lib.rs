@@ -70,7 +70,7 @@ pub struct Resources {
     /// Per vhost, per mount: the credentials protecting it.
     pub basic_auth: Vec<Vec<Option<Arc<BasicAuth>>>>,
     /// Trust roots of `https://` proxy upstreams (system store, `proxy-ca`).
-    pub proxy_tls: lwsws_mounts::proxy::pool_tls::TlsConfigs,
+    pub proxy_tls: lwsws_mounts::proxy::TlsConfigs,
     /// Per vhost, per `ws-protocols` entry: its `basic-auth` pvo's credentials.
     pub ws_basic_auth: Vec<Vec<Option<Arc<BasicAuth>>>>,
 }

@@ -168,7 +168,7 @@ fn origin_allowed(h: &HeaderMap, vhost: &Vhost, at: Arrival) -> Result<(), Refus
                 .get(header::HOST)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("");
-            let (host, host_port) = split_host(host_header);
+            let (host, host_port) = lwsws_config::split_host_port(host_header);
             let port = at
                 .port
                 .or(host_port)
@@ -181,18 +181,5 @@ fn origin_allowed(h: &HeaderMap, vhost: &Vhost, at: Arrival) -> Result<(), Refus
                 && u.port_or_known_default() == Some(port);
             if same { Ok(()) } else { foreign() }
         }
-    }
-}
-
-/// `host[:port]` (also `[v6]:port`) → (host, port).
-fn split_host(h: &str) -> (&str, Option<u16>) {
-    let h = h.trim();
-    if let Some(rest) = h.strip_prefix('[') {
-        let (host, after) = rest.split_once(']').unwrap_or((rest, ""));
-        return (host, after.strip_prefix(':').and_then(|p| p.parse().ok()));
-    }
-    match h.rsplit_once(':') {
-        Some((host, port)) if !host.contains(':') => (host, port.parse().ok()),
-        _ => (h, None),
     }
 }
