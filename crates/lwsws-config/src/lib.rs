@@ -16,6 +16,7 @@ mod error;
 mod jsonc;
 mod print;
 mod reader;
+mod serde_http;
 mod source;
 mod types;
 mod validate;

@@ -7,12 +7,13 @@
 
 use http::{HeaderName, HeaderValue, StatusCode};
 use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 /// The whole merged configuration of one load.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Config {
     pub global: Global,
     /// Vhosts of every file, in file order.
@@ -20,7 +21,7 @@ pub struct Config {
 }
 
 /// Server-wide settings (`"global"` of every file, later files win).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Global {
     /// Workers switch to this user (`username`, or `uid`).
     pub user: Option<Account>,
@@ -33,6 +34,7 @@ pub struct Global {
     pub init_ssl: bool,
     pub reject_service_keywords: Vec<RejectKeyword>,
     pub timeout: Duration,
+    #[serde(with = "crate::serde_http::path_list")]
     pub plugin_dirs: Vec<PathBuf>,
     pub drain_timeout: Duration,
     pub strict_host: bool,
@@ -41,6 +43,7 @@ pub struct Global {
     pub cgi_max_processes: usize,
     pub trusted_proxies: Vec<IpNet>,
     pub ws_broadcast: Option<RedisUrl>,
+    #[serde(with = "crate::serde_http::path")]
     pub acme_dir: PathBuf,
     pub rlimit_nofile: Option<u64>,
     pub default_alpn: Option<Vec<Alpn>>,
@@ -49,7 +52,7 @@ pub struct Global {
 }
 
 /// A user or group, by name (resolved when it exists here) or by number.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Account {
     /// The name as configured, if given by name.
     pub name: Option<String>,
@@ -59,16 +62,17 @@ pub struct Account {
 }
 
 /// `reject-service-keywords` entry: a User-Agent substring and the answer.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RejectKeyword {
     pub keyword: String,
+    #[serde(with = "crate::serde_http::status_code")]
     pub status: StatusCode,
     /// The reason phrase as configured (`"404 Not Found"` → `Not Found`).
     pub reason: String,
 }
 
 /// `ws-broadcast`: where broadcast rooms are shared.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RedisUrl {
     /// The URL as configured; may hold a password, so never log or print it.
     pub url: url::Url,
@@ -86,7 +90,7 @@ impl RedisUrl {
 }
 
 /// An ALPN protocol lwsws can speak.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Alpn {
     H2,
     Http11,
@@ -102,7 +106,7 @@ impl Alpn {
 }
 
 /// One virtual host.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Vhost {
     /// Lower-case host name without trailing dot; may start with `*.`.
     pub name: String,
@@ -117,8 +121,10 @@ pub struct Vhost {
     pub redirect_http: bool,
     pub allow_http_on_https: bool,
     pub keepalive_timeout: Duration,
+    #[serde(with = "crate::serde_http::opt_path")]
     pub access_log: Option<PathBuf>,
     /// Added to every HTTP response of the vhost, in file order.
+    #[serde(with = "crate::serde_http::header_list")]
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub mounts: Vec<Mount>,
     pub ws_protocols: Vec<ProtocolEntry>,
@@ -175,7 +181,7 @@ impl Vhost {
 }
 
 /// A vhost's listening address.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Listen {
     Tcp {
         port: u16,
@@ -183,6 +189,7 @@ pub enum Listen {
         family: IpFamily,
     },
     Unix {
+        #[serde(with = "crate::serde_http::path")]
         path: PathBuf,
         /// `unix-socket-perms` `user:group` owning the socket (mode is 0600).
         owner: Option<(String, String)>,
@@ -190,14 +197,14 @@ pub enum Listen {
 }
 
 /// `interface`: an address or a network interface's name.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Interface {
     Addr(IpAddr),
     Name(String),
 }
 
 /// Which IP families a TCP listener uses (`noipv6`, `ipv6only`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum IpFamily {
     /// IPv4 and IPv6 (the default).
     Both,
@@ -208,11 +215,14 @@ pub enum IpFamily {
 }
 
 /// TLS settings of a vhost that has `host-ssl-cert` and `host-ssl-key`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Tls {
+    #[serde(with = "crate::serde_http::path")]
     pub cert: PathBuf,
+    #[serde(with = "crate::serde_http::path")]
     pub key: PathBuf,
     /// `host-ssl-ca`: CAs that sign acceptable client certificates.
+    #[serde(with = "crate::serde_http::opt_path")]
     pub ca: Option<PathBuf>,
     pub client_cert_required: bool,
     pub ciphers: Option<String>,
@@ -224,22 +234,23 @@ pub struct Tls {
 }
 
 /// `acme`: lwsws obtains the vhost's certificate itself.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Acme {
     pub directory: url::Url,
     pub email: Option<String>,
     pub challenge: AcmeChallenge,
+    #[serde(with = "crate::serde_http::opt_path")]
     pub directory_ca: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AcmeChallenge {
     Http01,
     TlsAlpn01,
 }
 
 /// `ws-origin-check`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum OriginCheck {
     Same,
     Trusted,
@@ -247,7 +258,7 @@ pub enum OriginCheck {
 }
 
 /// Raw vhost settings (§7): `apply-listen-accept`, `fallback-listen-accept`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ListenAccept {
     /// Every connection goes to the raw protocol (`apply-listen-accept`, or `onlyraw`).
     pub apply: bool,
@@ -258,7 +269,7 @@ pub struct ListenAccept {
 }
 
 /// One `ws-protocols` entry: a protocol enabled on the vhost with its options.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProtocolEntry {
     pub name: String,
     /// `"default": "1"`: chosen when the client names no protocol.
@@ -280,7 +291,7 @@ impl ProtocolEntry {
 }
 
 /// One mount of a vhost.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Mount {
     /// URL path prefix, starting with `/`.
     pub mountpoint: String,
@@ -292,11 +303,13 @@ pub struct Mount {
     pub extra_mimetypes: Vec<(String, String)>,
     /// `extra-mimetypes` had `"*": ""`: any file may be served.
     pub serve_any_type: bool,
+    #[serde(with = "crate::serde_http::opt_path")]
     pub basic_auth: Option<PathBuf>,
     pub cgi_env: Vec<(String, String)>,
     pub cgi_timeout: Duration,
     pub pmo: Vec<(String, String)>,
     pub max_body_size: Option<u64>,
+    #[serde(with = "crate::serde_http::opt_path")]
     pub proxy_ca: Option<PathBuf>,
     pub proxy_timeout: Duration,
     /// `protocol`: WebSocket protocol for upgrades here when the client names none.
@@ -326,12 +339,12 @@ impl Mount {
 }
 
 /// What a mount serves.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Origin {
     /// `file://DIR`: files under an absolute directory.
-    File(PathBuf),
+    File(#[serde(with = "crate::serde_http::path")] PathBuf),
     /// `cgi://PROGRAM`: an absolute path to a program.
-    Cgi(PathBuf),
+    Cgi(#[serde(with = "crate::serde_http::path")] PathBuf),
     /// `http://…` / `https://…`: a reverse proxy.
     Proxy(ProxyOrigin),
     /// `>http://…` / `>https://…`: a 301 redirect to this base URL.
@@ -341,7 +354,7 @@ pub enum Origin {
 }
 
 /// A reverse-proxy upstream.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProxyOrigin {
     pub tls: bool,
     pub target: ProxyTarget,
@@ -349,14 +362,14 @@ pub struct ProxyOrigin {
     pub path: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum ProxyTarget {
     Tcp { host: String, port: u16 },
-    Unix(PathBuf),
+    Unix(#[serde(with = "crate::serde_http::path")] PathBuf),
 }
 
 /// Cache-Control of a file mount (`cache-*` keys).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct CachePolicy {
     pub max_age: Option<u64>,
     pub reuse: bool,

@@ -38,6 +38,10 @@ pub struct ProxyRequest<'a> {
     pub vhost: &'a str,
     /// How long connecting may take (`timeout-secs`).
     pub connect_timeout: Duration,
+    /// Where WebSocket tunnels run, so a draining worker waits for them.
+    pub tunnels: &'a tokio_util::task::TaskTracker,
+    /// Cancelled when the worker's last connections must end; tunnels close then.
+    pub close: &'a tokio_util::sync::CancellationToken,
 }
 
 /// Why the upstream could not answer, as the client will see it.
@@ -119,7 +123,12 @@ where
         let Some(client_upgrade) = on_upgrade else {
             return Err(bad_gateway());
         };
-        tokio::spawn(tunnel(client_upgrade, up_upgrade, key.to_string()));
+        info.tunnels.spawn(tunnel(
+            client_upgrade,
+            up_upgrade,
+            key.to_string(),
+            info.close.clone(),
+        ));
         strip_hop_by_hop(&mut head.headers, true);
         let mut resp = Response::from_parts(head, Body::empty());
         resp.headers_mut()
@@ -277,6 +286,7 @@ async fn tunnel(
     client: hyper::upgrade::OnUpgrade,
     upstream: hyper::upgrade::OnUpgrade,
     name: String,
+    close: tokio_util::sync::CancellationToken,
 ) {
     let (c, u) = match tokio::try_join!(client, upstream) {
         Ok(pair) => pair,
@@ -287,8 +297,15 @@ async fn tunnel(
     };
     let mut c = hyper_util::rt::TokioIo::new(c);
     let mut u = hyper_util::rt::TokioIo::new(u);
-    if let Err(e) = tokio::io::copy_bidirectional(&mut c, &mut u).await {
-        tracing::debug!(upstream = %name, error = %e, "websocket tunnel ended");
+    tokio::select! {
+        r = tokio::io::copy_bidirectional(&mut c, &mut u) => {
+            if let Err(e) = r {
+                tracing::debug!(upstream = %name, error = %e, "websocket tunnel ended");
+            }
+        }
+        _ = close.cancelled() => {
+            tracing::debug!(upstream = %name, "websocket tunnel closed: the worker is stopping");
+        }
     }
 }
 

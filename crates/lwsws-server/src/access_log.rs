@@ -14,45 +14,86 @@ use lwsws_mounts::Body;
 use std::fs::File;
 use std::io::Write;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 
-/// The open access log of each vhost (`None`: the vhost has none).
-#[derive(Debug, Clone, Default)]
+/// The open access log of each vhost. The files are opened by the
+/// supervisor and can be replaced while serving (SIGUSR1, after logrotate).
+#[derive(Debug, Default)]
 pub struct AccessLogs {
-    pub by_vhost: Vec<Option<Arc<File>>>,
+    /// Per vhost: index into `paths`/`files`, `None` when it logs nothing.
+    by_vhost: Vec<Option<usize>>,
+    /// Every distinct `access-log` path, in first-use order.
+    paths: Vec<PathBuf>,
+    files: RwLock<Vec<Arc<File>>>,
 }
 
 impl AccessLogs {
-    /// Opens (creating, appending) every `access-log` of the configuration;
+    /// Matches the already opened `files` to the `access-log` of each vhost;
     /// vhosts naming the same path share one descriptor.
-    pub fn open(config: &lwsws_config::Config) -> std::io::Result<AccessLogs> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut opened: Vec<(std::path::PathBuf, Arc<File>)> = Vec::new();
+    pub fn new(
+        config: &lwsws_config::Config,
+        mut files: Vec<(PathBuf, File)>,
+    ) -> Result<AccessLogs, MissingLog> {
+        let mut paths: Vec<PathBuf> = Vec::new();
+        let mut opened = Vec::new();
         let mut by_vhost = Vec::new();
         for v in &config.vhosts {
             let Some(path) = &v.access_log else {
                 by_vhost.push(None);
                 continue;
             };
-            if let Some((_, f)) = opened.iter().find(|(p, _)| p == path) {
-                by_vhost.push(Some(f.clone()));
+            if let Some(i) = paths.iter().position(|p| p == path) {
+                by_vhost.push(Some(i));
                 continue;
             }
-            let f = std::fs::OpenOptions::new()
-                .append(true)
-                .create(true)
-                .mode(0o640)
-                .open(path)
-                .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
-            let f = Arc::new(f);
-            opened.push((path.clone(), f.clone()));
-            by_vhost.push(Some(f));
+            let Some(at) = files.iter().position(|(p, _)| p == path) else {
+                return Err(MissingLog(path.clone()));
+            };
+            let (p, f) = files.swap_remove(at);
+            by_vhost.push(Some(paths.len()));
+            paths.push(p);
+            opened.push(Arc::new(f));
         }
-        Ok(AccessLogs { by_vhost })
+        Ok(AccessLogs {
+            by_vhost,
+            paths,
+            files: RwLock::new(opened),
+        })
+    }
+
+    /// The distinct log paths, each once.
+    pub fn paths(&self) -> &[PathBuf] {
+        &self.paths
+    }
+
+    /// Takes newly opened files into use; lines of requests already under
+    /// way still go to the file they started with.
+    pub fn reopen(&self, files: Vec<(PathBuf, File)>) {
+        let mut current = self.files.write().unwrap_or_else(|e| e.into_inner());
+        for (path, f) in files {
+            if let Some(i) = self.paths.iter().position(|p| *p == path)
+                && let Some(slot) = current.get_mut(i)
+            {
+                *slot = Arc::new(f);
+            }
+        }
+    }
+
+    /// The log of vhost `vhost`, if it has one.
+    pub(crate) fn get(&self, vhost: usize) -> Option<Arc<File>> {
+        let i = (*self.by_vhost.get(vhost)?)?;
+        let files = self.files.read().unwrap_or_else(|e| e.into_inner());
+        files.get(i).cloned()
     }
 }
+
+/// An `access-log` of the configuration with no opened file handed over.
+#[derive(Debug, thiserror::Error)]
+#[error("no open descriptor was handed over for access log {}", .0.display())]
+pub struct MissingLog(pub PathBuf);
 
 /// What the log line says about a request, gathered before the response goes out.
 #[derive(Debug)]

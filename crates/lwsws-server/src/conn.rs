@@ -10,8 +10,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 /// A listening socket registered with the runtime.
 pub(crate) enum Listener {
@@ -48,28 +46,20 @@ pub(crate) struct ConnInfo {
     pub handle: ConnHandle,
 }
 
-pub(crate) async fn accept_loop(
-    listener: Listener,
-    index: usize,
-    state: Arc<State>,
-    tracker: TaskTracker,
-    shutdown: CancellationToken,
-) {
+/// Accepts until the worker drains. The listening socket itself stays open
+/// in the supervisor and the next generation, so nothing queued is lost.
+pub(crate) async fn accept_loop(listener: Listener, index: usize, state: Arc<State>) {
+    let drain = state.control.drain.clone();
     loop {
         let accepted = tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = drain.cancelled() => return,
             a = accept(&listener) => a,
         };
         match accepted {
             Ok((io, peer, local)) => {
-                tracker.spawn(serve(
-                    io,
-                    index,
-                    peer,
-                    local,
-                    state.clone(),
-                    shutdown.clone(),
-                ));
+                state
+                    .tasks
+                    .spawn(serve(io, index, peer, local, state.clone()));
             }
             Err(e) => {
                 // EMFILE and friends: back off briefly instead of spinning.
@@ -125,7 +115,6 @@ async fn serve(
     peer: Option<SocketAddr>,
     local: Option<SocketAddr>,
     state: Arc<State>,
-    shutdown: CancellationToken,
 ) {
     let limits = Limits {
         max_head: MAX_HEAD,
@@ -161,13 +150,17 @@ async fn serve(
         .serve_connection(TokioIo::new(io), service)
         .with_upgrades();
     tokio::pin!(conn);
+    // Draining needs nothing here: the pipeline answers with `Connection:
+    // close` and the guard's keep-alive timer ends idle connections, so a
+    // request already on its way is never cut. Only close shuts idle ones.
+    let close = state.control.close.clone();
     tokio::select! {
         r = conn.as_mut() => {
             if let Err(e) = r {
                 tracing::debug!(peer = ?info.peer, error = %e, "connection ended with an error");
             }
         }
-        _ = shutdown.cancelled() => {
+        _ = close.cancelled() => {
             conn.as_mut().graceful_shutdown();
             let _ = conn.await;
         }

@@ -2,9 +2,10 @@
 //! is given, speak HTTP on them, and answer each request through the one-way
 //! pipeline of `pipeline.rs` (vhost → mount → handler → response).
 //!
-//! [`run`] is a function of (listeners, config, shutdown) and never binds a
-//! socket or installs a signal handler: whoever starts a worker (today the
-//! binary, later the supervisor) owns those.
+//! A [`Server`] is built from (config, resources) and [`Server::run`] serves
+//! on sockets it is given until its [`Control`] says drain or close; it never
+//! binds a socket, opens a log or installs a signal handler: the supervisor
+//! and the worker's control loop own those.
 
 mod access_log;
 mod conn;
@@ -13,7 +14,7 @@ mod guard;
 mod pipeline;
 mod websocket;
 
-pub use access_log::AccessLogs;
+pub use access_log::{AccessLogs, MissingLog};
 
 use lwsws_config::{Config, Listen};
 use lwsws_mounts::auth::BasicAuth;
@@ -47,8 +48,8 @@ pub enum ServerError {
     },
     #[error("no vhost uses the listening socket for {0}")]
     UnusedListener(String),
-    #[error("cannot open access log {0}")]
-    AccessLog(#[source] std::io::Error),
+    #[error(transparent)]
+    AccessLog(#[from] MissingLog),
     #[error("unknown WebSocket protocol {0}")]
     UnknownProtocol(String),
     #[error("proxy TLS settings: {0}")]
@@ -62,9 +63,8 @@ pub enum ServerError {
     },
 }
 
-/// Files the worker needs besides sockets, opened or read before serving:
-/// access logs (opened by a privileged parent) and basic-auth credentials.
-#[derive(Default)]
+/// Files the worker needs besides sockets, opened or read before it drops
+/// privileges: access logs (opened by the supervisor) and basic-auth credentials.
 pub struct Resources {
     pub access_logs: AccessLogs,
     /// Per vhost, per mount: the credentials protecting it.
@@ -76,9 +76,9 @@ pub struct Resources {
 }
 
 impl Resources {
-    /// Opens every access log and reads every basic-auth file of `config`.
-    pub fn load(config: &Config) -> Result<Resources, ServerError> {
-        let access_logs = AccessLogs::open(config).map_err(ServerError::AccessLog)?;
+    /// Reads every basic-auth file and proxy trust root of `config`; the
+    /// access logs come already open.
+    pub fn load(config: &Config, access_logs: AccessLogs) -> Result<Resources, ServerError> {
         let mut basic_auth = Vec::new();
         for v in &config.vhosts {
             let mut per_mount = Vec::new();
@@ -131,11 +131,25 @@ impl Resources {
     }
 }
 
+/// How the worker's control loop tells a running server to stop.
+#[derive(Debug, Clone, Default)]
+pub struct Control {
+    /// Stop accepting; keep-alive connections end after their next response
+    /// (`Connection: close`) or their idle timeout; upgraded connections,
+    /// tunnels and streaming responses go on.
+    pub drain: CancellationToken,
+    /// End everything: WebSockets close with 1001, idle HTTP connections are
+    /// shut, tunnels are cut. Implies drain.
+    pub close: CancellationToken,
+}
+
 /// Everything a request needs, shared by every connection of this worker.
 pub(crate) struct State {
     pub config: Arc<Config>,
     pub router: Router,
     pub resources: Resources,
+    /// Access logs, replaceable while serving.
+    pub access_logs: AccessLogs,
     /// `Server:` header value, built once.
     pub server_header: Option<http::HeaderValue>,
     /// Open files and metadata of small static files, checked by one stat.
@@ -148,106 +162,123 @@ pub(crate) struct State {
     pub stats: Arc<lwsws_ws::stats::Stats>,
     /// Per vhost, per `ws-protocols` entry: the protocol's state on that vhost.
     pub ws: Vec<Vec<Arc<dyn lwsws_ws::protocol::VhostProtocol>>>,
-    /// Upgraded connections (WebSocket sessions), which hyper no longer tracks.
+    /// Upgraded connections (WebSocket sessions, proxy tunnels), which hyper
+    /// no longer tracks.
     pub tasks: TaskTracker,
-    /// Cancelled when the server stops; WebSocket sessions then close with 1001.
-    pub shutdown: CancellationToken,
+    /// Drain and close signals from the worker's control loop.
+    pub control: Control,
     /// Per listener: the idle keep-alive timeout (the longest of its vhosts',
     /// since the vhost is not known until a request names it).
     pub keepalive: Vec<std::time::Duration>,
 }
 
-/// Serves on `listeners` (and on those arriving later through `late`, such
-/// as an interface that appeared) until `shutdown` is cancelled, then stops
-/// accepting and waits for the connections in flight to finish.
-pub async fn run(
-    listeners: Vec<BoundListener>,
-    mut late: tokio::sync::mpsc::Receiver<BoundListener>,
-    config: Arc<Config>,
-    resources: Resources,
-    shutdown: CancellationToken,
-) -> Result<(), ServerError> {
-    let router = Router::new(&config);
-    let server_header = http::HeaderValue::from_str(&config.global.server_string).ok();
-    let keepalive = router
-        .listeners()
-        .iter()
-        .map(|l| {
-            l.vhosts
-                .iter()
-                .map(|&v| config.vhosts[v].keepalive_timeout)
-                .max()
-                .unwrap_or(std::time::Duration::from_secs(60))
-        })
-        .collect();
-    let cgi = lwsws_mounts::cgi::CgiLimiter::new(config.global.cgi_max_processes);
-    let proxy = lwsws_mounts::proxy::Pool::new(resources.proxy_tls.clone());
-    let stats = Arc::new(lwsws_ws::stats::Stats::new(
-        config
-            .vhosts
+/// One worker generation's serving state, built before the first accept.
+pub struct Server {
+    state: Arc<State>,
+}
+
+impl Server {
+    /// Builds the router, caches, pools and protocol instances of `config`.
+    pub fn new(
+        config: Arc<Config>,
+        mut resources: Resources,
+        generation: u64,
+        control: Control,
+    ) -> Result<Server, ServerError> {
+        let router = Router::new(&config);
+        let server_header = http::HeaderValue::from_str(&config.global.server_string).ok();
+        let keepalive = router
+            .listeners()
             .iter()
-            .map(|v| {
-                lwsws_ws::stats::VhostStats::new(
-                    v.name.clone(),
-                    lwsws_config::describe_listen(&v.listen),
-                    v.mounts
-                        .iter()
-                        .map(|m| (m.mountpoint.clone(), origin_kind(&m.origin)))
-                        .collect(),
-                )
+            .map(|l| {
+                l.vhosts
+                    .iter()
+                    .map(|&v| config.vhosts[v].keepalive_timeout)
+                    .max()
+                    .unwrap_or(std::time::Duration::from_secs(60))
             })
-            .collect(),
-    ));
-    let registry = lwsws_ws::Registry::builtin();
-    let mut ws = Vec::new();
-    for v in &config.vhosts {
-        let mut per_entry: Vec<Arc<dyn lwsws_ws::protocol::VhostProtocol>> = Vec::new();
-        for e in &v.ws_protocols {
-            let Some(p) = registry.get(&e.name) else {
-                return Err(ServerError::UnknownProtocol(e.name.clone()));
-            };
-            per_entry.push(p.for_vhost(lwsws_ws::protocol::VhostContext {
-                vhost: &v.name,
-                pvos: &e.pvos,
-                stats: stats.clone(),
-            }));
+            .collect();
+        let cgi = lwsws_mounts::cgi::CgiLimiter::new(config.global.cgi_max_processes);
+        let proxy = lwsws_mounts::proxy::Pool::new(resources.proxy_tls.clone());
+        let mut stats = lwsws_ws::stats::Stats::new(
+            config
+                .vhosts
+                .iter()
+                .map(|v| {
+                    lwsws_ws::stats::VhostStats::new(
+                        v.name.clone(),
+                        lwsws_config::describe_listen(&v.listen),
+                        v.mounts
+                            .iter()
+                            .map(|m| (m.mountpoint.clone(), origin_kind(&m.origin)))
+                            .collect(),
+                    )
+                })
+                .collect(),
+        );
+        stats.generation = generation;
+        let stats = Arc::new(stats);
+        let registry = lwsws_ws::Registry::builtin();
+        let mut ws = Vec::new();
+        for v in &config.vhosts {
+            let mut per_entry: Vec<Arc<dyn lwsws_ws::protocol::VhostProtocol>> = Vec::new();
+            for e in &v.ws_protocols {
+                let Some(p) = registry.get(&e.name) else {
+                    return Err(ServerError::UnknownProtocol(e.name.clone()));
+                };
+                per_entry.push(p.for_vhost(lwsws_ws::protocol::VhostContext {
+                    vhost: &v.name,
+                    pvos: &e.pvos,
+                    stats: stats.clone(),
+                }));
+            }
+            ws.push(per_entry);
         }
-        ws.push(per_entry);
+        let access_logs = std::mem::take(&mut resources.access_logs);
+        Ok(Server {
+            state: Arc::new(State {
+                config,
+                router,
+                resources,
+                access_logs,
+                server_header,
+                file_cache: lwsws_mounts::file::FileCache::default(),
+                cgi,
+                proxy,
+                stats,
+                ws,
+                tasks: TaskTracker::new(),
+                control,
+                keepalive,
+            }),
+        })
     }
-    let tracker = TaskTracker::new();
-    let state = Arc::new(State {
-        config,
-        router,
-        resources,
-        server_header,
-        file_cache: lwsws_mounts::file::FileCache::default(),
-        cgi,
-        proxy,
-        stats,
-        ws,
-        tasks: tracker.clone(),
-        shutdown: shutdown.clone(),
-        keepalive,
-    });
-    let mut accept_loops = Vec::new();
-    for l in listeners {
-        accept_loops.push(start_accepting(l, &state, &tracker, &shutdown)?);
+
+    /// The counters this server keeps (connections, requests).
+    pub fn stats(&self) -> Arc<lwsws_ws::stats::Stats> {
+        self.state.stats.clone()
     }
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            Some(l) = late.recv() => match start_accepting(l, &state, &tracker, &shutdown) {
-                Ok(h) => accept_loops.push(h),
-                Err(e) => tracing::error!(error = %e, "cannot serve on a late listener"),
-            },
+
+    /// Takes reopened access log files into use (SIGUSR1).
+    pub fn reopen_logs(&self, files: Vec<(std::path::PathBuf, std::fs::File)>) {
+        self.state.access_logs.reopen(files);
+    }
+
+    /// Serves on `listeners` until the control says drain, then waits for
+    /// the connections and tasks in flight to finish (or for close to cut them).
+    pub async fn run(&self, listeners: Vec<BoundListener>) -> Result<(), ServerError> {
+        let state = &self.state;
+        let mut accept_loops = Vec::new();
+        for l in listeners {
+            accept_loops.push(start_accepting(l, state)?);
         }
+        for a in accept_loops {
+            let _ = a.await;
+        }
+        state.tasks.close();
+        state.tasks.wait().await;
+        Ok(())
     }
-    for a in accept_loops {
-        let _ = a.await;
-    }
-    tracker.close();
-    tracker.wait().await;
-    Ok(())
 }
 
 /// The kind of a mount's origin, for the status page.
@@ -265,8 +296,6 @@ fn origin_kind(o: &lwsws_config::Origin) -> &'static str {
 fn start_accepting(
     l: BoundListener,
     state: &Arc<State>,
-    tracker: &TaskTracker,
-    shutdown: &CancellationToken,
 ) -> Result<tokio::task::JoinHandle<()>, ServerError> {
     let shown = lwsws_config::describe_listen(&l.listen);
     let index = state
@@ -282,7 +311,5 @@ fn start_accepting(
         listener,
         index,
         state.clone(),
-        tracker.clone(),
-        shutdown.clone(),
     )))
 }

@@ -238,6 +238,8 @@ where
                 tls: false,
                 vhost: &v.name,
                 connect_timeout: g.timeout,
+                tunnels: &state.tasks,
+                close: &state.control.close,
             };
             lwsws_mounts::proxy::serve(
                 parts,
@@ -347,7 +349,9 @@ fn finish(state: &State, vhost: Option<usize>, resp: &mut Response<Body>, close:
             h.append(k.clone(), val.clone());
         }
     }
-    if close {
+    // A draining worker ends each keep-alive connection after its next
+    // response, so the client moves to the new generation.
+    if close || state.control.drain.is_cancelled() {
         h.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
 }
@@ -368,7 +372,7 @@ fn log_entry(
             .get(conn.listener)
             .and_then(|l| l.vhosts.first().copied())
     })?;
-    let file = state.resources.access_logs.by_vhost.get(vi)?.clone()?;
+    let file = state.access_logs.get(vi)?;
     let header = |n: header::HeaderName| {
         parts
             .headers

@@ -80,7 +80,7 @@ pub(crate) async fn upgrade(
         },
         ping_after: state.config.global.ws_pingpong,
     };
-    let shutdown = state.shutdown.clone();
+    let close = state.control.close.clone();
     let protocol_name = v.ws_protocols[accepted.entry].name.clone();
     state.tasks.spawn(async move {
         let upgraded = match on_upgrade.await {
@@ -92,7 +92,7 @@ pub(crate) async fn upgrade(
         };
         let _counted = counted;
         let io = hyper_util::rt::TokioIo::new(upgraded);
-        let ended = lwsws_ws::conn::drive(io, handle, session, cfg, shutdown).await;
+        let ended = lwsws_ws::conn::drive(io, handle, session, cfg, close).await;
         tracing::debug!(protocol = %protocol_name, ?ended, "WebSocket connection ended");
     });
     let mut resp = Response::new(Body::empty());

@@ -7,6 +7,7 @@ use tracing_subscriber::filter::LevelFilter;
 /// Exit statuses (SPEC §1).
 pub mod exit {
     pub const CONFIG: u8 = 1;
+    pub const USAGE: u8 = 2;
     pub const STARTUP: u8 = 3;
 }
 
@@ -25,7 +26,7 @@ pub struct Cli {
 
     /// Log level: libwebsockets bitfield (1 err, 2 warn, 4 notice, 8 info, 16 debug)
     /// or error, warn, info, debug, trace.
-    #[arg(short = 'd', value_name = "LEVEL", default_value = "7", value_parser = parse_level)]
+    #[arg(short = 'd', value_name = "LEVEL", default_value = "7", value_parser = parse_level, global = true)]
     pub log_level: LevelFilter,
 
     /// Detach from the terminal (classic init scripts; not under systemd).
@@ -39,6 +40,22 @@ pub struct Cli {
     /// Print the merged, validated configuration with every default filled in.
     #[arg(long = "print-config")]
     pub print_config: bool,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// A serving process, started by the supervisor with its descriptors.
+    #[command(hide = true)]
+    Worker,
+}
+
+/// The `-d` level as a name the worker's command line accepts.
+pub fn level_name(level: LevelFilter) -> String {
+    level.to_string().to_ascii_lowercase()
 }
 
 /// `-d`: the libwebsockets bitfield or a level name.
@@ -76,42 +93,4 @@ pub fn init_logging(level: LevelFilter) {
         .with_max_level(level)
         .with_target(false)
         .init();
-}
-
-/// `-D`: fork into the background, new session, stdin and stdout on /dev/null.
-/// Stderr is kept, so the caller decides where the log goes.
-pub fn daemonize() -> nix::Result<()> {
-    nix::unistd::daemon(true, true)?;
-    let null = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/null")
-        .map_err(|_| nix::errno::Errno::ENOENT)?;
-    nix::unistd::dup2_stdin(&null)?;
-    nix::unistd::dup2_stdout(&null)?;
-    Ok(())
-}
-
-/// SIGTERM or SIGINT: stop gracefully; a second one exits at once.
-pub async fn stop_on_signals(shutdown: tokio_util::sync::CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-    tracing::info!("stopping: finishing requests in flight");
-    shutdown.cancel();
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-    tracing::warn!("second stop signal: exiting now");
-    std::process::exit(0);
 }

@@ -92,7 +92,9 @@ fn named_interface_is_bound_when_it_appears() {
     assert_eq!(r.status, 200);
     assert_eq!(r.text(), "on the new interface\n");
     assert!(
-        server.log().contains("interface appeared; listening"),
+        server
+            .log()
+            .contains("a configured interface has an address now"),
         "{}",
         server.log()
     );
