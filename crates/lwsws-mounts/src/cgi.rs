@@ -34,6 +34,20 @@ const MAX_CGI_HEAD: usize = 64 * 1024;
 /// Time between SIGTERM and SIGKILL when a program is stopped.
 const KILL_GRACE: Duration = Duration::from_secs(2);
 
+/// Process groups of CGI programs whose reaper has not finished.
+static LIVE_GROUPS: std::sync::Mutex<Vec<i32>> = std::sync::Mutex::new(Vec::new());
+
+/// SIGKILL to every CGI program group still running (the worker is exiting).
+pub fn kill_all_groups() {
+    let groups = std::mem::take(&mut *LIVE_GROUPS.lock().unwrap_or_else(|e| e.into_inner()));
+    for pgid in groups {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pgid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
 /// Facts about the request that are not in its head.
 #[derive(Debug, Clone)]
 pub struct CgiRequest<'a> {
@@ -99,6 +113,12 @@ where
         HttpError::new(StatusCode::BAD_GATEWAY)
     })?;
     let pgid = child.id().map_or(0, |p| p as i32);
+    if pgid > 0 {
+        LIVE_GROUPS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(pgid);
+    }
     let stdout = child.stdout.take();
     let group = Arc::new(Group {
         pgid,
@@ -154,6 +174,10 @@ where
                 group.kill().await;
                 let _ = child.wait().await;
             }
+            LIVE_GROUPS
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|&g| g != group.pgid);
         });
     }
 

@@ -15,6 +15,9 @@ mod pipeline;
 mod websocket;
 
 pub use access_log::{AccessLogs, MissingLog};
+/// Kills every CGI program still running, for a worker that exits with
+/// requests cut short (its tasks, which would stop them, are dropped).
+pub use lwsws_mounts::cgi::kill_all_groups as kill_cgi_programs;
 
 use lwsws_config::{Config, Listen};
 use lwsws_mounts::auth::BasicAuth;

@@ -340,6 +340,11 @@ async fn not_found(
 
 /// Adds `Server:`, the vhost's `headers`, and `Connection: close` when asked.
 fn finish(state: &State, vhost: Option<usize>, resp: &mut Response<Body>, close: bool) {
+    // A draining worker ends each keep-alive connection after its next
+    // response, so the client moves to the new generation (an upgrade's
+    // 101 keeps its `Connection: upgrade`; the tunnel drains on its own).
+    let draining = state.control.drain.is_cancelled()
+        && resp.status() != http::StatusCode::SWITCHING_PROTOCOLS;
     let h = resp.headers_mut();
     if let Some(v) = &state.server_header {
         h.insert(header::SERVER, v.clone());
@@ -349,9 +354,7 @@ fn finish(state: &State, vhost: Option<usize>, resp: &mut Response<Body>, close:
             h.append(k.clone(), val.clone());
         }
     }
-    // A draining worker ends each keep-alive connection after its next
-    // response, so the client moves to the new generation.
-    if close || state.control.drain.is_cancelled() {
+    if close || draining {
         h.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
 }

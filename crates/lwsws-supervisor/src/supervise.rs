@@ -122,6 +122,7 @@ struct Supervisor {
 /// Runs the supervisor with an already validated `config` until it is
 /// stopped; returns the exit status.
 pub fn run(opts: Options, config: Config) -> u8 {
+    wire::close_on_exec_all(&[]);
     let config = Arc::new(config);
     let credentials = match crate::privileges::resolve(&config.global) {
         Ok(c) => c,
@@ -302,9 +303,7 @@ impl Supervisor {
                 Signal::SIGTERM | Signal::SIGINT => {
                     if self.stopping.is_some() {
                         tracing::warn!(signal = %sig, "second stop signal: exiting now");
-                        for w in &self.workers {
-                            let _ = nix::sys::signal::kill(w.pid, Signal::SIGKILL);
-                        }
+                        self.kill_now();
                         return Some(exit::OK);
                     }
                     self.stop(sig);
@@ -333,6 +332,29 @@ impl Supervisor {
         for w in &mut self.workers {
             w.phase = Phase::Closing;
             send(w, &msg, &[]);
+        }
+    }
+
+    /// Second stop signal: workers are told to abort (kill their CGI
+    /// programs and exit); whoever is still there a moment later gets SIGKILL.
+    fn kill_now(&mut self) {
+        for w in &mut self.workers {
+            send(w, &ToWorker::Abort, &[]);
+        }
+        let deadline = Instant::now() + Duration::from_millis(500);
+        while !self.workers.is_empty() && Instant::now() < deadline {
+            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) => std::thread::sleep(Duration::from_millis(10)),
+                Ok(s) => {
+                    if let Some(pid) = s.pid() {
+                        self.workers.retain(|w| w.pid != pid);
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        for w in &self.workers {
+            let _ = nix::sys::signal::kill(w.pid, Signal::SIGKILL);
         }
     }
 

@@ -84,6 +84,8 @@ pub enum ToWorker {
     Stop { grace_ms: u64 },
     /// Too many generations: close WebSockets with 1001 and exit now.
     Close,
+    /// Second stop signal: kill CGI programs and exit at once.
+    Abort,
     /// SIGUSR1: the access logs at these paths were reopened; the new
     /// descriptors come with the message, in the same order.
     ReopenLogs { paths: Vec<PathBuf> },
@@ -248,6 +250,33 @@ pub fn inherited(fd: RawFd) -> Result<OwnedFd, Errno> {
     fcntl(borrowed, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
     // SAFETY: as above; from here on the OwnedFd is the only owner.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Marks every open descriptor from 3 up, except `keep`, close-on-exec:
+/// whatever the supervisor was started with (a shell's or a launcher's
+/// descriptors) must reach neither workers nor CGI programs (SPEC §4).
+#[allow(unsafe_code)]
+pub fn close_on_exec_all(keep: &[RawFd]) {
+    use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        tracing::warn!("cannot list /proc/self/fd; inherited descriptors stay as they are");
+        return;
+    };
+    let fds: Vec<RawFd> = dir
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|&fd: &RawFd| fd > 2 && !keep.contains(&fd))
+        .collect();
+    for fd in fds {
+        // SAFETY: only flags are changed; a number that closed since the
+        // listing (the directory's own descriptor) makes fcntl fail with
+        // EBADF, which is ignored.
+        let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+        if let Ok(flags) = fcntl(borrowed, FcntlArg::F_GETFD) {
+            let flags = FdFlag::from_bits_truncate(flags) | FdFlag::FD_CLOEXEC;
+            let _ = fcntl(borrowed, FcntlArg::F_SETFD(flags));
+        }
+    }
 }
 
 #[cfg(test)]

@@ -66,7 +66,7 @@ fn print_diagnostics(list: &[Diagnostic]) {
 fn serve(cli: &Cli, opts: LoadOptions, config: lwsws_config::Config) -> ExitCode {
     // The binary on disk, re-executed for every worker (an upgraded binary
     // takes effect at the next reload).
-    let binary = match std::env::current_exe() {
+    let binary = match binary_path() {
         Ok(p) => p,
         Err(e) => {
             eprintln!("lwsws: cannot find the lwsws binary to start workers: {e}");
@@ -90,4 +90,32 @@ fn serve(cli: &Cli, opts: LoadOptions, config: lwsws_config::Config) -> ExitCode
         config,
     );
     ExitCode::from(code)
+}
+
+/// The path this binary was started by, symlinks not followed, so that an
+/// upgrade that switches a link (update-alternatives, a deploy's `current`)
+/// takes effect at the next reload. It must name the running binary now;
+/// otherwise the resolved `/proc/self/exe` path is used.
+fn binary_path() -> std::io::Result<std::path::PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let resolved = std::env::current_exe()?;
+    let running = std::fs::metadata("/proc/self/exe")?;
+    let Some(arg0) = std::env::args_os().next().map(std::path::PathBuf::from) else {
+        return Ok(resolved);
+    };
+    let candidate = if arg0.components().count() > 1 {
+        std::path::absolute(&arg0).ok()
+    } else {
+        std::env::var_os("PATH").and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|d| d.join(&arg0))
+                .find(|p| p.is_file())
+                .and_then(|p| std::path::absolute(p).ok())
+        })
+    };
+    Ok(candidate
+        .filter(|c| {
+            std::fs::metadata(c).is_ok_and(|m| m.dev() == running.dev() && m.ino() == running.ino())
+        })
+        .unwrap_or(resolved))
 }

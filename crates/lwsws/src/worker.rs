@@ -85,6 +85,15 @@ enum PrepareError {
 }
 
 fn prepare(start: Start<Config>, control: OwnedFd) -> Result<Prepared, PrepareError> {
+    // Anything else that came across exec (the supervisor marks its own
+    // close-on-exec; this is the second lock) stays out of CGI programs.
+    let named: Vec<i32> = start
+        .listeners
+        .iter()
+        .map(|l| l.fd)
+        .chain(start.logs.iter().map(|l| l.fd))
+        .collect();
+    wire::close_on_exec_all(&named);
     let take = |fd: i32| wire::inherited(fd).map_err(|source| PrepareError::Fd { fd, source });
     let mut listeners = Vec::new();
     for l in &start.listeners {
@@ -142,6 +151,8 @@ fn serve(p: Prepared) -> ExitCode {
     };
     let code = runtime.block_on(serve_async(p));
     runtime.shutdown_timeout(Duration::from_secs(1));
+    // Tasks dropped by the shutdown never stop their programs.
+    lwsws_server::kill_cgi_programs();
     code
 }
 
@@ -205,6 +216,7 @@ async fn serve_async(p: Prepared) -> ExitCode {
     let exit_at = tokio::time::sleep_until(far());
     tokio::pin!(close_at, exit_at);
     let mut term = signals.term;
+    let mut terms = 0u32;
     let stop_grace = p.config.global.drain_timeout.min(Duration::from_secs(10));
     loop {
         tokio::select! {
@@ -242,6 +254,11 @@ async fn serve_async(p: Prepared) -> ExitCode {
                     control.close.cancel();
                     exit_at.as_mut().reset(tokio::time::Instant::now() + CLOSE_GRACE);
                 }
+                Ok((ToWorker::Abort, _)) => {
+                    tracing::warn!(generation, "aborting: requests in flight are cut");
+                    lwsws_server::kill_cgi_programs();
+                    return ExitCode::SUCCESS;
+                }
                 Ok((ToWorker::ReopenLogs { paths }, fds)) => {
                     let files: Vec<_> = paths.into_iter().zip(fds.into_iter().map(std::fs::File::from)).collect();
                     tracing::debug!(generation, files = files.len(), "access logs reopened");
@@ -264,6 +281,12 @@ async fn serve_async(p: Prepared) -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             _ = term.recv() => {
+                terms += 1;
+                if terms > 1 {
+                    tracing::warn!(generation, "second SIGTERM: exiting now");
+                    lwsws_server::kill_cgi_programs();
+                    return ExitCode::SUCCESS;
+                }
                 // Sent to the worker itself: behave as the supervisor's stop.
                 control.drain.cancel();
                 control.close.cancel();

@@ -56,6 +56,11 @@ fn named_interface_is_bound_when_it_appears() {
     // A loopback-range address: traffic to it stays on this machine.
     let ip = format!("127.0.{}.{}", 100 + n % 100, 1 + n % 200);
     let port = free_port();
+    // While the interface is missing nothing listens on the port, and a
+    // parallel test's server could take it on a wildcard address (and then
+    // answer our request). Holding 127.0.0.1:PORT keeps wildcard binds off
+    // it; lwsws binds another loopback address, which does not clash.
+    let _guard = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
     let dir = ConfigDir::new();
     let www = dir.mkdir("www");
     std::fs::write(www.join("index.html"), "on the new interface\n").unwrap();

@@ -64,12 +64,21 @@ fn unit_keeps_what_the_process_model_needs() {
     }
     assert!(lines.iter().any(|l| l.starts_with("LimitNOFILE=")));
     // The supervisor must stay root: no User= or DynamicUser=.
-    assert!(!lines.iter().any(|l| l.starts_with("User=") || l.starts_with("DynamicUser=")));
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.starts_with("User=") || l.starts_with("DynamicUser="))
+    );
     let caps = lines
         .iter()
         .find_map(|l| l.strip_prefix("CapabilityBoundingSet="))
         .expect("a capability bounding set");
-    for cap in ["CAP_NET_BIND_SERVICE", "CAP_SETUID", "CAP_SETGID", "CAP_KILL"] {
+    for cap in [
+        "CAP_NET_BIND_SERVICE",
+        "CAP_SETUID",
+        "CAP_SETGID",
+        "CAP_KILL",
+    ] {
         assert!(caps.split_whitespace().any(|c| c == cap), "{cap} missing");
     }
 }
