@@ -32,7 +32,7 @@ site a
 pid=
 cleanup() { [ -n "$pid" ] && { kill -TERM "$pid" 2>/dev/null || true; sleep 0.5; kill -KILL -- "-$pid" 2>/dev/null || true; }; rm -rf "$W"; }
 trap cleanup EXIT
-setsid taskset -c 0 "$BIN" -c "$W" -d 2 >"$W/lwsws.log" 2>&1 & pid=$!
+setsid taskset -c 0 "$BIN" -c "$W" -d 7 >"$W/lwsws.log" 2>&1 & pid=$!
 for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$P/" && break; sleep 0.1; done
 
 # wrk's summary → "REQ_PER_SEC ERRORS"
