@@ -723,6 +723,20 @@ pub(crate) fn vhost(cx: &mut Ctx, node: &Node) -> Option<Vhost> {
     let ssl_option_set = ssl_options(d, &mut o, "ssl-option-set");
     let ssl_option_clear = ssl_options(d, &mut o, "ssl-option-clear");
     let acme = o.get(d, "acme").and_then(|n| acme(d, n, &base));
+    let tls_settings_ok = if (cert.is_some() && key.is_some()) || acme.is_some() {
+        let settings = validate::TlsSettings {
+            ciphers: ciphers.as_deref(),
+            tls13_ciphers: tls13_ciphers.as_deref(),
+            ecdh_curve: ecdh_curve.as_deref(),
+            ssl_option_set,
+            ssl_option_clear,
+            client_cert_required,
+            has_ca: ca.is_some(),
+        };
+        validate::tls_settings(d, &mut cx.warned, &o, &settings)
+    } else {
+        true
+    };
     match (cert, key) {
         (Some(cert), Some(key)) => {
             v.tls = Some(Tls {
@@ -951,24 +965,8 @@ pub(crate) fn vhost(cx: &mut Ctx, node: &Node) -> Option<Vhost> {
             no_effect(d, &mut cx.warned, o.key_loc(k), k);
         }
     }
-    let ignore_missing = v.ignore_missing_cert;
     if let Some(tls) = &v.tls {
-        for (k, p) in [("host-ssl-cert", &tls.cert), ("host-ssl-key", &tls.key)] {
-            if ignore_missing && !p.exists() {
-                d.warn(o.key_loc(k), k, format!("{} does not exist; a temporary self-signed certificate is served until a reload finds it", p.display()), None);
-            } else {
-                validate::check_path(d, o.key_loc(k), k, p, Need::Readable);
-            }
-        }
-        if let Some(ca) = &tls.ca {
-            validate::check_path(
-                d,
-                o.key_loc("host-ssl-ca"),
-                "host-ssl-ca",
-                ca,
-                Need::Readable,
-            );
-        }
+        validate::tls_files(d, &o, tls, v.ignore_missing_cert, tls_settings_ok);
     }
     if let Some(ca) = v.acme.as_ref().and_then(|a| a.directory_ca.as_ref()) {
         validate::check_path(d, o.key_loc("acme"), "directory-ca", ca, Need::Readable);

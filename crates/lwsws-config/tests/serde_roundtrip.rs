@@ -31,6 +31,21 @@ fn options(data_dir: &Path) -> LoadOptions {
     }
 }
 
+/// A server certificate and key for "secure.example", and a CA certificate
+/// (TLS vhosts must name real PEM files: the loader checks they fit).
+fn tls_files() -> (String, String, String) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["secure.example".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    (cert.pem(), key.serialize_pem(), ca.pem())
+}
+
 /// Writes a configuration directory in the style of etc/lwsws, with most
 /// kinds of value the types hold.
 fn config_dir(root: &Path) -> std::path::PathBuf {
@@ -42,9 +57,10 @@ fn config_dir(root: &Path) -> std::path::PathBuf {
     let cgi = root.join("cgi-bin/app.cgi");
     write(&cgi, "#!/bin/sh\necho\n");
     std::fs::set_permissions(&cgi, std::fs::Permissions::from_mode(0o755)).unwrap();
-    write(&root.join("tls/cert.pem"), "cert\n");
-    write(&root.join("tls/key.pem"), "key\n");
-    write(&root.join("tls/ca.pem"), "ca\n");
+    let (cert, key, ca) = tls_files();
+    write(&root.join("tls/cert.pem"), &cert);
+    write(&root.join("tls/key.pem"), &key);
+    write(&root.join("tls/ca.pem"), &ca);
     write(&root.join("auth/htpasswd"), "user:$2y$05$abc\n");
     let r = root.display();
 

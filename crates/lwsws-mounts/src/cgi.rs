@@ -57,6 +57,8 @@ pub struct CgiRequest<'a> {
     pub local: Option<SocketAddr>,
     pub peer: Option<SocketAddr>,
     pub tls: bool,
+    /// The verified client certificate's subject (`SSL_CLIENT_S_DN`).
+    pub client_subject: Option<&'a str>,
     /// The user basic auth let in.
     pub user: Option<&'a str>,
 }
@@ -311,6 +313,14 @@ fn meta_variables(
     }
     if info.tls {
         set("HTTPS", "on".into());
+        // mod_ssl's names: the verified subject, and whether there was one.
+        match info.client_subject {
+            Some(dn) => {
+                set("SSL_CLIENT_S_DN", dn.into());
+                set("SSL_CLIENT_VERIFY", "SUCCESS".into());
+            }
+            None => set("SSL_CLIENT_VERIFY", "NONE".into()),
+        }
     }
     if let Some(user) = info.user {
         set("REMOTE_USER", user.to_string());

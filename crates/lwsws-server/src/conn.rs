@@ -5,11 +5,11 @@ use crate::State;
 use crate::guard::{ConnHandle, GuardedIo, Limits};
 use crate::pipeline;
 use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
 /// A listening socket registered with the runtime.
 pub(crate) enum Listener {
@@ -32,6 +32,15 @@ impl Listener {
     }
 }
 
+/// What the TLS handshake settled.
+#[derive(Debug, Clone)]
+pub(crate) struct TlsInfo {
+    /// The vhost the SNI chose (the first one of the listener without SNI).
+    pub sni_vhost: usize,
+    /// The verified client certificate's subject, RFC 4514.
+    pub client_subject: Option<String>,
+}
+
 /// What the pipeline knows about the connection a request came on.
 #[derive(Debug, Clone)]
 pub(crate) struct ConnInfo {
@@ -44,6 +53,12 @@ pub(crate) struct ConnInfo {
     /// Shared with the head guard of this connection: why it refused a head,
     /// and where the pipeline marks an upgrade.
     pub handle: ConnHandle,
+    /// `Some` on a TLS connection.
+    pub tls: Option<TlsInfo>,
+    /// A plaintext connection let in on a TLS port (`allow-non-tls`).
+    pub plain_on_tls: bool,
+    /// HTTP/2 (ALPN `h2`).
+    pub h2: bool,
 }
 
 /// Accepts until the worker drains. The listening socket itself stays open
@@ -109,6 +124,9 @@ fn unmap(a: SocketAddr) -> SocketAddr {
     }
 }
 
+/// The first byte of a TLS connection (a handshake record).
+const TLS_HANDSHAKE: u8 = 0x16;
+
 async fn serve(
     io: Box<dyn Io>,
     listener: usize,
@@ -116,30 +134,135 @@ async fn serve(
     local: Option<SocketAddr>,
     state: Arc<State>,
 ) {
+    let stats = state.stats.clone();
+    let _counted = lwsws_ws::stats::Counted::new(&stats.http_connections);
+    let plain = ConnInfo {
+        listener,
+        peer,
+        local,
+        handle: ConnHandle::detached(),
+        tls: None,
+        plain_on_tls: false,
+        h2: false,
+    };
+    let is_tls = state
+        .router
+        .listeners()
+        .get(listener)
+        .is_some_and(|l| l.tls);
+    if !is_tls {
+        return serve_http1(io, plain, state).await;
+    }
+    // The handshake, like a request head, must arrive within `timeout-secs`.
+    let deadline = tokio::time::Instant::now() + state.config.global.timeout;
+    let mut io = io;
+    let mut first = [0u8; 1];
+    let n = match tokio::time::timeout_at(deadline, io.read(&mut first)).await {
+        Ok(Ok(n)) => n,
+        Ok(Err(e)) => {
+            tracing::debug!(?peer, error = %e, "connection failed before its first byte");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(?peer, "no TLS handshake within timeout-secs; closed");
+            return;
+        }
+    };
+    if n == 0 {
+        return;
+    }
+    let io = Prefixed::new(first[0], io);
+    if first[0] != TLS_HANDSHAKE {
+        if !state.plain_on_tls[listener] {
+            tracing::debug!(?peer, "plaintext on a TLS port; closed (no allow-non-tls)");
+            return;
+        }
+        let info = ConnInfo {
+            plain_on_tls: true,
+            ..plain
+        };
+        return serve_http1(Box::new(io), info, state).await;
+    }
+    let handshake = async {
+        let acceptor =
+            tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io);
+        let start = acceptor.await?;
+        let sni = start.client_hello().server_name().map(str::to_owned);
+        let vhost = state
+            .router
+            .select_sni(listener, sni.as_deref())
+            .ok_or_else(|| std::io::Error::other("no TLS vhost on this listener"))?;
+        let config = state
+            .resources
+            .tls(vhost)
+            .ok_or_else(|| std::io::Error::other("the vhost has no TLS configuration"))?;
+        let stream = start.into_stream(config).await?;
+        Ok::<_, std::io::Error>((vhost, stream))
+    };
+    let (vhost, stream) = match tokio::time::timeout_at(deadline, handshake).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::info!(?peer, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(
+                ?peer,
+                "TLS handshake not finished within timeout-secs; closed"
+            );
+            return;
+        }
+    };
+    let (_, session) = stream.get_ref();
+    let h2 = session.alpn_protocol() == Some(b"h2".as_slice());
+    let client_subject = session
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .and_then(|c| lwsws_tls::client_subject(c.as_ref()));
+    let info = ConnInfo {
+        tls: Some(TlsInfo {
+            sni_vhost: vhost,
+            client_subject,
+        }),
+        h2,
+        ..plain
+    };
+    if h2 {
+        serve_http2(Box::new(stream), info, state).await;
+    } else {
+        serve_http1(Box::new(stream), info, state).await;
+    }
+}
+
+/// The hyper service of one connection: every request goes through the pipeline.
+fn service(
+    state: Arc<State>,
+    info: Arc<ConnInfo>,
+) -> impl hyper::service::Service<
+    http::Request<hyper::body::Incoming>,
+    Response = http::Response<crate::access_log::LoggedBody>,
+    Error = std::convert::Infallible,
+    Future = impl Future<
+        Output = Result<http::Response<crate::access_log::LoggedBody>, std::convert::Infallible>,
+    > + Send,
+> + Clone {
+    hyper::service::service_fn(move |req| {
+        let state = state.clone();
+        let info = info.clone();
+        async move { Ok::<_, std::convert::Infallible>(pipeline::handle(&state, &info, req).await) }
+    })
+}
+
+async fn serve_http1(io: Box<dyn Io>, info: ConnInfo, state: Arc<State>) {
     let limits = Limits {
         max_head: MAX_HEAD,
         max_headers: MAX_HEADERS,
         max_uri: MAX_URI,
         head_timeout: state.config.global.timeout,
-        keepalive: state.keepalive[listener],
+        keepalive: state.keepalive[info.listener],
     };
-    let _counted = lwsws_ws::stats::Counted::new(&state.stats.http_connections);
     let (io, handle) = GuardedIo::new(io, limits);
-    let info = Arc::new(ConnInfo {
-        listener,
-        peer,
-        local,
-        handle,
-    });
-    let service = {
-        let state = state.clone();
-        let info = info.clone();
-        hyper::service::service_fn(move |req| {
-            let state = state.clone();
-            let info = info.clone();
-            async move { Ok::<_, std::convert::Infallible>(pipeline::handle(&state, &info, req).await) }
-        })
-    };
+    let info = Arc::new(ConnInfo { handle, ..info });
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -147,7 +270,7 @@ async fn serve(
         .max_headers(MAX_HEADERS)
         .keep_alive(true);
     let conn = builder
-        .serve_connection(TokioIo::new(io), service)
+        .serve_connection(TokioIo::new(io), service(state.clone(), info.clone()))
         .with_upgrades();
     tokio::pin!(conn);
     // Draining needs nothing here: the pipeline answers with `Connection:
@@ -164,5 +287,108 @@ async fn serve(
             conn.as_mut().graceful_shutdown();
             let _ = conn.await;
         }
+    }
+}
+
+/// HTTP/2 over TLS. Drain sends GOAWAY and lets open streams finish;
+/// extended CONNECT (RFC 8441) carries WebSockets.
+async fn serve_http2(io: Box<dyn Io>, info: ConnInfo, state: Arc<State>) {
+    let info = Arc::new(info);
+    let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    builder
+        .timer(TokioTimer::new())
+        .enable_connect_protocol()
+        .max_header_list_size(MAX_HEAD as u32)
+        .max_concurrent_streams(250)
+        .keep_alive_interval(None);
+    let conn = builder.serve_connection(TokioIo::new(io), service(state.clone(), info.clone()));
+    tokio::pin!(conn);
+    let drain = state.control.drain.clone();
+    let close = state.control.close.clone();
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(peer = ?info.peer, error = %e, "HTTP/2 connection ended with an error");
+            }
+            return;
+        }
+        _ = drain.cancelled() => conn.as_mut().graceful_shutdown(),
+    }
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(peer = ?info.peer, error = %e, "HTTP/2 connection ended with an error");
+            }
+        }
+        _ = close.cancelled() => {}
+    }
+}
+
+/// A stream whose first byte was already read (to tell TLS from plaintext).
+struct Prefixed {
+    first: Option<u8>,
+    inner: Box<dyn Io>,
+}
+
+impl Prefixed {
+    fn new(first: u8, inner: Box<dyn Io>) -> Prefixed {
+        Prefixed {
+            first: Some(first),
+            inner,
+        }
+    }
+}
+
+impl AsyncRead for Prefixed {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if let Some(b) = self.first.take() {
+            if buf.remaining() == 0 {
+                self.first = Some(b);
+                return std::task::Poll::Ready(Ok(()));
+            }
+            buf.put_slice(&[b]);
+            return std::task::Poll::Ready(Ok(()));
+        }
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Prefixed {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }

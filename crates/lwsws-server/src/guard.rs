@@ -79,6 +79,11 @@ impl ConnHandle {
         }
     }
 
+    /// A handle no guard watches (HTTP/2, where hyper checks heads itself).
+    pub(crate) fn detached() -> ConnHandle {
+        ConnHandle::new()
+    }
+
     /// Called by the pipeline when it answers `101 Switching Protocols` (or
     /// accepts a CONNECT), before the answer is written: bytes arriving after
     /// this request then pass unchecked. Without it, checking continues.

@@ -76,6 +76,9 @@ pub struct Resources {
     pub proxy_tls: lwsws_mounts::proxy::TlsConfigs,
     /// Per vhost, per `ws-protocols` entry: its `basic-auth` pvo's credentials.
     pub ws_basic_auth: Vec<Vec<Option<Arc<BasicAuth>>>>,
+    /// Per vhost: its TLS server configuration (certificate, client
+    /// verification, ALPN), built from key material the supervisor read.
+    pub tls: Vec<Option<Arc<rustls::ServerConfig>>>,
 }
 
 impl Resources {
@@ -122,6 +125,7 @@ impl Resources {
             basic_auth,
             proxy_tls,
             ws_basic_auth,
+            tls: Vec::new(),
         })
     }
 
@@ -131,6 +135,10 @@ impl Resources {
 
     pub(crate) fn ws_basic_auth(&self, vhost: usize, entry: usize) -> Option<&Arc<BasicAuth>> {
         self.ws_basic_auth.get(vhost)?.get(entry)?.as_ref()
+    }
+
+    pub(crate) fn tls(&self, vhost: usize) -> Option<Arc<rustls::ServerConfig>> {
+        self.tls.get(vhost)?.clone()
     }
 }
 
@@ -173,6 +181,9 @@ pub(crate) struct State {
     /// Per listener: the idle keep-alive timeout (the longest of its vhosts',
     /// since the vhost is not known until a request names it).
     pub keepalive: Vec<std::time::Duration>,
+    /// Per listener: a TLS listener that lets plaintext in (a vhost of it
+    /// has `redirect-http` or `allow-http-on-https`).
+    pub plain_on_tls: Vec<bool>,
 }
 
 /// One worker generation's serving state, built before the first accept.
@@ -199,6 +210,17 @@ impl Server {
                     .map(|&v| config.vhosts[v].keepalive_timeout)
                     .max()
                     .unwrap_or(std::time::Duration::from_secs(60))
+            })
+            .collect();
+        let plain_on_tls = router
+            .listeners()
+            .iter()
+            .map(|l| {
+                l.tls
+                    && l.vhosts.iter().any(|&v| {
+                        let v = &config.vhosts[v];
+                        v.redirect_http || v.allow_http_on_https
+                    })
             })
             .collect();
         let cgi = lwsws_mounts::cgi::CgiLimiter::new(config.global.cgi_max_processes);
@@ -253,6 +275,7 @@ impl Server {
                 tasks: TaskTracker::new(),
                 control,
                 keepalive,
+                plain_on_tls,
             }),
         })
     }

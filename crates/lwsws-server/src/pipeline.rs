@@ -95,7 +95,7 @@ where
         // From here on the connection carries another protocol.
         conn.handle.mark_upgraded();
     }
-    finish(state, h.vhost, &mut resp, h.close);
+    finish(state, conn, h.vhost, &mut resp, h.close);
     let entry = log_entry(state, conn, &parts, h.vhost, h.user, resp.status());
     resp.map(|b| LoggedBody::new(b, entry, busy))
 }
@@ -148,7 +148,8 @@ where
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
         .or_else(|| parts.uri.authority().map(|a| a.as_str()));
-    let vhost = match state.router.select_vhost(conn.listener, host, None) {
+    let sni = conn.tls.as_ref().map(|t| t.sni_vhost);
+    let vhost = match state.router.select_vhost(conn.listener, host, sni) {
         Ok(v) => v,
         Err(_) => {
             h.response = Err(HttpError::new(StatusCode::MISDIRECTED_REQUEST));
@@ -157,11 +158,18 @@ where
     };
     h.vhost = Some(vhost);
     let v = &state.config.vhosts[vhost];
+    // Plaintext let in on a TLS port: served only where the vhost allows
+    // it, otherwise sent to the same URL on https.
+    if conn.plain_on_tls && !v.allow_http_on_https {
+        h.response = Err(to_https(host.unwrap_or(&v.name), parts));
+        h.close = true;
+        return h;
+    }
     // 4. Mount by path. A WebSocket upgrade is served on any path that is
     //    not a proxy mount (those pass the upgrade to their upstream).
     let matched = state.router.select_mount(vhost, parts.uri.path());
     let proxied = matched.is_some_and(|(mi, _)| matches!(v.mounts[mi].origin, Origin::Proxy(_)));
-    let websocket = !proxied && lwsws_ws::upgrade::is_upgrade(parts);
+    let websocket = !proxied && (lwsws_ws::upgrade::is_upgrade(parts) || is_h2_websocket(parts));
     if matched.is_none() && !websocket {
         h.response = Err(HttpError::new(StatusCode::NOT_FOUND));
         return h;
@@ -216,7 +224,8 @@ where
                 server_name: &v.name,
                 local: conn.local,
                 peer: conn.peer,
-                tls: false,
+                tls: conn.tls.is_some(),
+                client_subject: conn.tls.as_ref().and_then(|t| t.client_subject.as_deref()),
                 user: h.user.as_deref(),
             };
             match lwsws_mounts::cgi::serve(
@@ -235,7 +244,7 @@ where
         Origin::Proxy(origin) => {
             let info = lwsws_mounts::proxy::ProxyRequest {
                 peer: conn.peer,
-                tls: false,
+                tls: conn.tls.is_some(),
                 vhost: &v.name,
                 connect_timeout: g.timeout,
                 tunnels: &state.tasks,
@@ -339,7 +348,13 @@ async fn not_found(
 }
 
 /// Adds `Server:`, the vhost's `headers`, and `Connection: close` when asked.
-fn finish(state: &State, vhost: Option<usize>, resp: &mut Response<Body>, close: bool) {
+fn finish(
+    state: &State,
+    conn: &ConnInfo,
+    vhost: Option<usize>,
+    resp: &mut Response<Body>,
+    close: bool,
+) {
     // A draining worker ends each keep-alive connection after its next
     // response, so the client moves to the new generation (an upgrade's
     // 101 keeps its `Connection: upgrade`; the tunnel drains on its own).
@@ -353,8 +368,15 @@ fn finish(state: &State, vhost: Option<usize>, resp: &mut Response<Body>, close:
         for (k, val) in &v.headers {
             h.append(k.clone(), val.clone());
         }
+        if v.sts && conn.tls.is_some() {
+            h.insert(
+                header::STRICT_TRANSPORT_SECURITY,
+                HeaderValue::from_static("max-age=15768000 ; includeSubDomains"),
+            );
+        }
     }
-    if close || draining {
+    // HTTP/2 has no Connection header: drain is its GOAWAY.
+    if (close || draining) && !conn.h2 {
         h.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
 }
@@ -397,4 +419,24 @@ fn log_entry(
         referer: header(header::REFERER),
         user_agent: header(header::USER_AGENT),
     })
+}
+
+/// An RFC 8441 WebSocket: extended CONNECT with `:protocol` websocket.
+fn is_h2_websocket(parts: &Parts) -> bool {
+    parts.method == http::Method::CONNECT
+        && parts
+            .extensions
+            .get::<hyper::ext::Protocol>()
+            .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"))
+}
+
+/// 301 to the same host and path on https (`redirect-http`).
+fn to_https(host: &str, parts: &Parts) -> HttpError {
+    let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let location = format!("https://{host}{target}");
+    let mut e = HttpError::new(StatusCode::MOVED_PERMANENTLY);
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        e.headers.insert(header::LOCATION, v);
+    }
+    e
 }

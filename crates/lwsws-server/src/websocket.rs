@@ -24,8 +24,9 @@ pub(crate) async fn upgrade(
 ) -> Result<Response<Body>, HttpError> {
     let v = &state.config.vhosts[vhost];
     let arrival = Arrival {
-        tls: false,
+        tls: conn.tls.is_some(),
         port: conn.local.map(|a| a.port()),
+        h2: conn.h2,
     };
     let accepted = negotiate(parts, v, mount_protocol, arrival).map_err(|r| {
         tracing::info!(
@@ -96,7 +97,12 @@ pub(crate) async fn upgrade(
         tracing::debug!(protocol = %protocol_name, ?ended, "WebSocket connection ended");
     });
     let mut resp = Response::new(Body::empty());
-    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    // RFC 8441: an extended CONNECT is accepted with 200, not 101.
+    *resp.status_mut() = if conn.h2 {
+        StatusCode::OK
+    } else {
+        StatusCode::SWITCHING_PROTOCOLS
+    };
     *resp.headers_mut() = accepted.headers;
     Ok(resp)
 }

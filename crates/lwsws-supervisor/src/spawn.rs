@@ -49,6 +49,7 @@ pub struct Recipe<'a> {
     pub config: &'a Config,
     pub sockets: &'a Sockets,
     pub logs: &'a Logs,
+    pub tls: &'a [Option<lwsws_tls::Material>],
     pub credentials: Option<&'a Credentials>,
 }
 
@@ -128,6 +129,7 @@ pub fn spawn(r: &Recipe<'_>) -> Result<Spawned, SpawnError> {
         listeners,
         logs,
         credentials: r.credentials.cloned(),
+        tls: r.tls.to_vec(),
     };
     if let Err(e) = wire::send(ours.as_fd(), &start, &[]) {
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);

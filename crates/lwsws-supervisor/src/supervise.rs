@@ -84,11 +84,14 @@ struct Worker {
     websocket: u64,
 }
 
-/// The configuration in service, with its sockets and logs.
+/// The configuration in service, with its sockets, logs and key material.
 struct Active {
     config: Arc<Config>,
     sockets: Sockets,
     logs: Logs,
+    /// Per vhost: certificates and keys as read when the configuration was
+    /// loaded (a reload reads them again, so renewed certificates apply).
+    tls: Vec<Option<lwsws_tls::Material>>,
 }
 
 /// A configuration waiting for its first worker to become ready.
@@ -145,6 +148,13 @@ pub fn run(opts: Options, config: Config) -> u8 {
             return exit::STARTUP;
         }
     };
+    let tls = match read_tls(&config) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!("{e}");
+            return exit::STARTUP;
+        }
+    };
     if opts.daemon
         && let Err(e) = daemonize()
     {
@@ -184,6 +194,7 @@ pub fn run(opts: Options, config: Config) -> u8 {
             config,
             sockets,
             logs,
+            tls,
         },
         staged: None,
         workers: Vec::new(),
@@ -623,12 +634,14 @@ impl Supervisor {
                     .map_err(|e| e.to_string())?;
                 let logs =
                     Logs::open(&config, Some(&self.active.logs)).map_err(|e| e.to_string())?;
+                let tls = read_tls(&config)?;
                 Some(Staged {
                     generation,
                     active: Active {
                         config,
                         sockets,
                         logs,
+                        tls,
                     },
                 })
             }
@@ -641,6 +654,7 @@ impl Supervisor {
             config: &set.config,
             sockets: &set.sockets,
             logs: &set.logs,
+            tls: &set.tls,
             credentials: self.credentials.as_ref(),
         })
         .map_err(|e| e.to_string())?;
@@ -775,6 +789,20 @@ impl Supervisor {
             self.last_status = status;
         }
     }
+}
+
+/// Reads the certificate, key and CA of every TLS vhost.
+fn read_tls(config: &Config) -> Result<Vec<Option<lwsws_tls::Material>>, String> {
+    config
+        .vhosts
+        .iter()
+        .map(|v| match &v.tls {
+            None => Ok(None),
+            Some(t) => lwsws_tls::read_material(&t.cert, &t.key, t.ca.as_deref())
+                .map(Some)
+                .map_err(|e| format!("vhost {}: {e}", v.name)),
+        })
+        .collect()
 }
 
 /// Sends to a worker; a worker that cannot take a message is logged, not waited for.

@@ -39,6 +39,9 @@ pub struct Start<C> {
     pub logs: Vec<InheritedLog>,
     /// Whom to become before serving; `None` when the supervisor is not root.
     pub credentials: Option<Credentials>,
+    /// Per vhost: certificate, key and client CA, read by the supervisor
+    /// (keys may be root-only; the worker never opens them).
+    pub tls: Vec<Option<lwsws_tls::Material>>,
 }
 
 /// A listening socket at descriptor `fd`, for the listener `listen`.

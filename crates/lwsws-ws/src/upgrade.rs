@@ -54,6 +54,8 @@ pub struct Arrival {
     pub tls: bool,
     /// The local port the request came in on (`None` on a Unix socket).
     pub port: Option<u16>,
+    /// HTTP/2 extended CONNECT (RFC 8441): no key, no accept, answered 200.
+    pub h2: bool,
 }
 
 /// Applies the handshake rules for `vhost`. `mount_protocol` is the matched
@@ -76,16 +78,16 @@ pub fn negotiate(
         );
         return Err(r);
     }
-    let Some(key) = h
+    let key = h
         .get("sec-websocket-key")
-        .filter(|k| handshake::valid_key(k.as_bytes()))
-    else {
+        .filter(|k| handshake::valid_key(k.as_bytes()));
+    if key.is_none() && !at.h2 {
         return Err(refuse(
             StatusCode::BAD_REQUEST,
             "missing or invalid Sec-WebSocket-Key",
         ));
-    };
-    origin_allowed(h, vhost, at)?;
+    }
+    origin_allowed(h, parts.uri.authority().map(|a| a.as_str()), vhost, at)?;
 
     let offered: Vec<&[u8]> = h
         .get_all("sec-websocket-protocol")
@@ -128,10 +130,14 @@ pub fn negotiate(
     };
 
     let mut headers = HeaderMap::new();
-    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    if let Ok(v) = HeaderValue::from_str(&handshake::accept_key(key.as_bytes())) {
-        headers.insert(HeaderName::from_static("sec-websocket-accept"), v);
+    if !at.h2
+        && let Some(key) = key
+    {
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        if let Ok(v) = HeaderValue::from_str(&handshake::accept_key(key.as_bytes())) {
+            headers.insert(HeaderName::from_static("sec-websocket-accept"), v);
+        }
     }
     if let Some(p) = echo
         && let Ok(v) = HeaderValue::from_str(&p)
@@ -142,7 +148,12 @@ pub fn negotiate(
 }
 
 /// SPEC §6.2: `same`, `trusted` or `off`; no Origin header is allowed.
-fn origin_allowed(h: &HeaderMap, vhost: &Vhost, at: Arrival) -> Result<(), Refused> {
+fn origin_allowed(
+    h: &HeaderMap,
+    authority: Option<&str>,
+    vhost: &Vhost,
+    at: Arrival,
+) -> Result<(), Refused> {
     let Some(origin) = h.get(header::ORIGIN) else {
         return Ok(());
     };
@@ -164,9 +175,11 @@ fn origin_allowed(h: &HeaderMap, vhost: &Vhost, at: Arrival) -> Result<(), Refus
                 return foreign();
             };
             let scheme = if at.tls { "https" } else { "http" };
+            // HTTP/2 has `:authority` instead of Host.
             let host_header = h
                 .get(header::HOST)
                 .and_then(|v| v.to_str().ok())
+                .or(authority)
                 .unwrap_or("");
             let (host, host_port) = lwsws_config::split_host_port(host_header);
             let port = at

@@ -82,6 +82,59 @@ enum PrepareError {
     Orphaned(u32),
     #[error("cannot ask to die with the supervisor: {0}")]
     DeathSignal(#[source] nix::errno::Errno),
+    #[error("TLS of vhost {vhost}: {source}")]
+    Tls {
+        vhost: String,
+        #[source]
+        source: lwsws_tls::TlsError,
+    },
+    #[error("vhost {0} has TLS settings but no key material was handed over")]
+    NoMaterial(String),
+}
+
+/// Builds each TLS vhost's rustls configuration from its key material.
+fn tls_configs(
+    config: &Config,
+    material: &[Option<lwsws_tls::Material>],
+) -> Result<Vec<Option<Arc<rustls::ServerConfig>>>, PrepareError> {
+    let default_alpn = config.global.default_alpn.clone();
+    config
+        .vhosts
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let Some(t) = &v.tls else {
+                return Ok(None);
+            };
+            let Some(Some(m)) = material.get(i) else {
+                return Err(PrepareError::NoMaterial(v.name.clone()));
+            };
+            let alpn: Vec<Vec<u8>> = v
+                .alpn
+                .clone()
+                .or_else(|| default_alpn.clone())
+                .unwrap_or_else(|| vec![lwsws_config::Alpn::H2, lwsws_config::Alpn::Http11])
+                .iter()
+                .map(|a| a.as_str().as_bytes().to_vec())
+                .collect();
+            let params = lwsws_tls::Params {
+                material: m,
+                client_cert_required: t.client_cert_required,
+                ciphers: t.ciphers.as_deref(),
+                tls13_ciphers: t.tls13_ciphers.as_deref(),
+                ecdh_curve: t.ecdh_curve.as_deref(),
+                ssl_option_set: t.ssl_option_set,
+                ssl_option_clear: t.ssl_option_clear,
+                alpn: &alpn,
+            };
+            lwsws_tls::server_config(&params)
+                .map(Some)
+                .map_err(|source| PrepareError::Tls {
+                    vhost: v.name.clone(),
+                    source,
+                })
+        })
+        .collect()
 }
 
 fn prepare(start: Start<Config>, control: OwnedFd) -> Result<Prepared, PrepareError> {
@@ -114,7 +167,8 @@ fn prepare(start: Start<Config>, control: OwnedFd) -> Result<Prepared, PrepareEr
     let config = Arc::new(start.config);
     let access_logs = AccessLogs::new(&config, logs).map_err(lwsws_server::ServerError::from)?;
     // Credentials files may be root-only: read them before the drop.
-    let resources = Resources::load(&config, access_logs)?;
+    let mut resources = Resources::load(&config, access_logs)?;
+    resources.tls = tls_configs(&config, &start.tls)?;
     let binary = binary_identity();
     if let Some(c) = &start.credentials {
         lwsws_supervisor::privileges::drop_to(c)?;
