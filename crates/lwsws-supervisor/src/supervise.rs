@@ -791,16 +791,32 @@ impl Supervisor {
     }
 }
 
-/// Reads the certificate, key and CA of every TLS vhost.
+/// Reads the certificate, key and CA of every TLS vhost. With
+/// `ignore-missing-cert`, a missing file gives a temporary self-signed
+/// certificate until a reload finds the files.
 fn read_tls(config: &Config) -> Result<Vec<Option<lwsws_tls::Material>>, String> {
     config
         .vhosts
         .iter()
         .map(|v| match &v.tls {
             None => Ok(None),
-            Some(t) => lwsws_tls::read_material(&t.cert, &t.key, t.ca.as_deref())
-                .map(Some)
-                .map_err(|e| format!("vhost {}: {e}", v.name)),
+            Some(t) => match lwsws_tls::read_material(&t.cert, &t.key, t.ca.as_deref()) {
+                Ok(m) => Ok(Some(m)),
+                Err(lwsws_tls::MaterialError::Io { path, source, .. })
+                    if v.ignore_missing_cert
+                        && source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    tracing::warn!(
+                        vhost = %v.name,
+                        missing = %path.display(),
+                        "certificate file missing (ignore-missing-cert): serving a temporary self-signed certificate until a reload finds it"
+                    );
+                    lwsws_tls::self_signed(&v.name)
+                        .map(Some)
+                        .map_err(|e| e.to_string())
+                }
+                Err(e) => Err(format!("vhost {}: {e}", v.name)),
+            },
         })
         .collect()
 }

@@ -12,6 +12,7 @@
 mod material;
 mod names;
 mod options;
+mod selfsigned;
 mod server;
 mod subject;
 
@@ -27,5 +28,6 @@ pub use options::{
     SSL_OP_CIPHER_SERVER_PREFERENCE, SSL_OP_NO_TICKET, SSL_OP_NO_TLSV1_2, SSL_OP_NO_TLSV1_3,
     ignored_options, protocol_versions,
 };
+pub use selfsigned::{SelfSignedError, self_signed};
 pub use server::{Params, TlsError, check_params, server_config};
 pub use subject::client_subject;
