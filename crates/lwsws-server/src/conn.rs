@@ -202,11 +202,11 @@ async fn serve(
     let (vhost, stream) = match tokio::time::timeout_at(deadline, handshake).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
-            tracing::info!(?peer, error = %e, "TLS handshake failed");
+            tracing::debug!(?peer, error = %e, "TLS handshake failed");
             return;
         }
         Err(_) => {
-            tracing::info!(
+            tracing::debug!(
                 ?peer,
                 "TLS handshake not finished within timeout-secs; closed"
             );
@@ -320,9 +320,17 @@ async fn serve_http2(io: Box<dyn Io>, info: ConnInfo, state: Arc<State>) {
                 tracing::debug!(peer = ?info.peer, error = %e, "HTTP/2 connection ended with an error");
             }
         }
-        _ = close.cancelled() => {}
+        _ = close.cancelled() => {
+            // WebSocket streams are queueing their 1001 on this connection:
+            // keep driving it until they have ended, within the close grace.
+            let _ = tokio::time::timeout(H2_CLOSE_GRACE, conn.as_mut()).await;
+        }
     }
 }
+
+/// How long an HTTP/2 connection is still driven after close, so its
+/// WebSocket streams can send their close frames.
+const H2_CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 /// A stream whose first byte was already read (to tell TLS from plaintext).
 struct Prefixed {

@@ -182,7 +182,7 @@ pub(crate) struct State {
     /// since the vhost is not known until a request names it).
     pub keepalive: Vec<std::time::Duration>,
     /// Per listener: a TLS listener that lets plaintext in (a vhost of it
-    /// has `redirect-http` or `allow-http-on-https`).
+    /// has `allow-non-tls` with `redirect-http` or `allow-http-on-https`).
     pub plain_on_tls: Vec<bool>,
 }
 
@@ -219,7 +219,7 @@ impl Server {
                 l.tls
                     && l.vhosts.iter().any(|&v| {
                         let v = &config.vhosts[v];
-                        v.redirect_http || v.allow_http_on_https
+                        v.allow_non_tls && (v.redirect_http || v.allow_http_on_https)
                     })
             })
             .collect();

@@ -60,6 +60,14 @@ where
 {
     let busy = conn.handle.in_flight();
     let (mut parts, body) = req.into_parts();
+    // HTTP/2 names the host in `:authority`; a gateway gives it to what
+    // follows as Host (RFC 9113 §8.3.1), so CGI, proxies and logs see it.
+    if !parts.headers.contains_key(header::HOST)
+        && let Some(a) = parts.uri.authority()
+        && let Ok(v) = HeaderValue::from_str(a.as_str())
+    {
+        parts.headers.insert(header::HOST, v);
+    }
     let on_upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
     let mut h = route(state, conn, &parts, body, on_upgrade).await;
     state.stats.request(h.vhost);
@@ -160,7 +168,7 @@ where
     let v = &state.config.vhosts[vhost];
     // Plaintext let in on a TLS port: served only where the vhost allows
     // it, otherwise sent to the same URL on https.
-    if conn.plain_on_tls && !v.allow_http_on_https {
+    if conn.plain_on_tls && !(v.allow_non_tls && v.allow_http_on_https) {
         h.response = Err(to_https(host.unwrap_or(&v.name), parts));
         h.close = true;
         return h;
@@ -432,7 +440,13 @@ fn is_h2_websocket(parts: &Parts) -> bool {
 
 /// 301 to the same host and path on https (`redirect-http`).
 fn to_https(host: &str, parts: &Parts) -> HttpError {
-    let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    // `OPTIONS *` (asterisk-form) has no path to keep.
+    let target = parts
+        .uri
+        .path_and_query()
+        .map(|pq| pq.as_str())
+        .filter(|t| t.starts_with('/'))
+        .unwrap_or("/");
     let location = format!("https://{host}{target}");
     let mut e = HttpError::new(StatusCode::MOVED_PERMANENTLY);
     if let Ok(v) = HeaderValue::from_str(&location) {
