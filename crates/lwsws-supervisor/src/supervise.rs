@@ -615,7 +615,8 @@ impl Supervisor {
             self.active.config.clone()
         };
         match self.start_generation(Some(config)) {
-            Ok(()) => {}
+            // The new generation also replaces a pending crash restart.
+            Ok(()) => self.restart_at = None,
             Err(e) => {
                 tracing::error!("reload failed: {e}; still serving the previous configuration");
                 self.end_reload();
@@ -744,6 +745,7 @@ impl Supervisor {
         }
         if let Some(r) = self.restart_at
             && now >= r
+            && !self.workers.iter().any(|w| w.phase == Phase::Starting)
         {
             self.restart_at = None;
             if let Err(e) = self.start_generation(None) {
