@@ -154,23 +154,30 @@ pub(crate) const COMMON_PVOS: &[&str] = &[
 ];
 
 /// Shared state of one conversion.
-pub(crate) struct Ctx<'s, 'r> {
+pub(crate) struct Ctx<'s> {
     pub d: Diags<'s>,
     /// Relative paths are resolved against this directory.
     pub base: PathBuf,
-    pub protocols: &'r [ProtocolSpec],
+    /// Builtin protocols, then those `plugin-dir` libraries offer.
+    pub protocols: Vec<ProtocolSpec>,
+    /// Checks plugin libraries (`plugin` pvo, `plugin-dir`).
+    pub plugins: Option<crate::PluginHooks>,
+    /// Protocols found in `plugin-dir`s: name → library.
+    plugin_files: std::collections::HashMap<String, PathBuf>,
     /// Started as root: configured users and groups must exist.
     pub as_root: bool,
     /// Keys already warned about as having no effect (one warning per load).
     warned: HashSet<&'static str>,
 }
 
-impl<'s, 'r> Ctx<'s, 'r> {
-    pub fn new(d: Diags<'s>, base: PathBuf, protocols: &'r [ProtocolSpec], as_root: bool) -> Self {
+impl<'s> Ctx<'s> {
+    pub fn new(d: Diags<'s>, base: PathBuf, protocols: Vec<ProtocolSpec>, as_root: bool) -> Self {
         Ctx {
             d,
             base,
             protocols,
+            plugins: None,
+            plugin_files: std::collections::HashMap::new(),
             as_root,
             warned: HashSet::new(),
         }
@@ -319,6 +326,53 @@ pub(crate) fn global(cx: &mut Ctx, props: Vec<&Prop>, loc: Loc) -> Global {
     for n in o.get_all("plugin-dir") {
         if let Some(p) = reader::path(d, "plugin-dir", n, &cx.base) {
             validate::check_path(d, n.loc, "plugin-dir", &p, Need::Dir);
+            if let Some(hooks) = cx.plugins
+                && p.is_dir()
+            {
+                let scan = (hooks.scan)(&p);
+                for (file, why) in scan.errors {
+                    d.error(
+                        n.loc,
+                        "plugin-dir",
+                        format!("cannot load plugin {}: {why}", file.display()),
+                        Some("fix or remove the library".into()),
+                    );
+                }
+                for sp in scan.protocols {
+                    if let Some(other) = cx.plugin_files.get(&sp.name) {
+                        d.error(
+                            n.loc,
+                            "plugin-dir",
+                            format!(
+                                "protocol \"{}\" is offered by two plugins: {} and {}",
+                                sp.name,
+                                other.display(),
+                                sp.library.display()
+                            ),
+                            Some("remove one of the libraries".into()),
+                        );
+                        continue;
+                    }
+                    if cx.protocols.iter().any(|s| s.name == sp.name) {
+                        d.error(
+                            n.loc,
+                            "plugin-dir",
+                            format!(
+                                "plugin {} offers protocol \"{}\", which is built in",
+                                sp.library.display(),
+                                sp.name
+                            ),
+                            Some("rename the plugin's protocol".into()),
+                        );
+                        continue;
+                    }
+                    cx.protocols.push(ProtocolSpec {
+                        name: sp.name.clone(),
+                        pvos: vec!["*".into()],
+                    });
+                    cx.plugin_files.insert(sp.name, sp.library);
+                }
+            }
             g.plugin_dirs.push(p);
         }
     }
@@ -907,14 +961,37 @@ pub(crate) fn vhost(cx: &mut Ctx, node: &Node) -> Option<Vhost> {
     }
 
     // Raw vhosts
-    v.listen_accept.apply = flag(d, &mut o, "apply-listen-accept") | flag(d, &mut o, "onlyraw");
+    let apply_listen_accept = flag(d, &mut o, "apply-listen-accept");
+    let onlyraw = flag(d, &mut o, "onlyraw");
+    v.listen_accept.apply = apply_listen_accept | onlyraw;
     v.listen_accept.fallback = flag(d, &mut o, "fallback-listen-accept");
-    v.listen_accept.role = o
-        .get(d, "listen-accept-role")
-        .and_then(|n| reader::nonempty(d, "listen-accept-role", n));
-    v.listen_accept.protocol = o
-        .get(d, "listen-accept-protocol")
-        .and_then(|n| reader::nonempty(d, "listen-accept-protocol", n));
+    let role_node = o.get(d, "listen-accept-role");
+    v.listen_accept.role = role_node
+        .and_then(|n| reader::nonempty(d, "listen-accept-role", n).map(|s| s.trim().to_string()));
+    let raw_protocol_node = o.get(d, "listen-accept-protocol");
+    v.listen_accept.protocol = raw_protocol_node.and_then(|n| {
+        reader::nonempty(d, "listen-accept-protocol", n).map(|s| s.trim().to_string())
+    });
+    let raw_key_loc = o.key_loc(if v.listen_accept.apply {
+        if apply_listen_accept {
+            "apply-listen-accept"
+        } else {
+            "onlyraw"
+        }
+    } else {
+        "fallback-listen-accept"
+    });
+    if let (Some(role), Some(n)) = (&v.listen_accept.role, role_node)
+        && !RAW_ROLES.contains(&role.as_str())
+    {
+        d.error(
+            n.loc,
+            "listen-accept-role",
+            format!("unknown role \"{role}\""),
+            did_you_mean(role, RAW_ROLES)
+                .or_else(|| Some(format!("available roles: {}", RAW_ROLES.join(", ")))),
+        );
+    }
     if (v.listen_accept.apply || v.listen_accept.fallback) && v.listen_accept.role.is_none() {
         let k = if v.listen_accept.apply {
             "apply-listen-accept"
@@ -928,7 +1005,7 @@ pub(crate) fn vhost(cx: &mut Ctx, node: &Node) -> Option<Vhost> {
             Some("add \"listen-accept-role\": \"raw-proxy\"".into()),
         );
     }
-    if v.listen_accept.fallback && !v.allow_non_tls {
+    if v.listen_accept.fallback && !v.allow_non_tls && (v.tls.is_some() || v.acme.is_some()) {
         d.warn(
             o.key_loc("fallback-listen-accept"),
             "fallback-listen-accept",
@@ -988,6 +1065,9 @@ pub(crate) fn vhost(cx: &mut Ctx, node: &Node) -> Option<Vhost> {
     if let Some(n) = protocols_node {
         v.ws_protocols = ws_protocols(cx, n);
     }
+    if v.listen_accept.apply || v.listen_accept.fallback {
+        raw_protocol(cx, &mut v, raw_key_loc, raw_protocol_node, protocols_node);
+    }
     if let Some(n) = mounts_node {
         match &n.kind {
             NodeKind::Array(items) => {
@@ -1030,6 +1110,91 @@ pub(crate) fn vhost(cx: &mut Ctx, node: &Node) -> Option<Vhost> {
         return None;
     }
     Some(v)
+}
+
+/// Roles a raw vhost can have (`listen-accept-role`).
+const RAW_ROLES: &[&str] = &["raw-proxy"];
+
+/// Raw protocols: names a vhost's `listen-accept-protocol` may give.
+pub(crate) const RAW_PROTOCOLS: &[&str] = &["raw-proxy"];
+
+/// Settles a raw vhost's protocol (§7): `listen-accept-protocol`, else the
+/// `ws-protocols` entry marked `"raw": "1"`, else an enabled `raw-proxy`
+/// entry; it must be enabled on the vhost, be a raw protocol, and have a
+/// valid `onward`.
+fn raw_protocol(
+    cx: &mut Ctx,
+    v: &mut Vhost,
+    key_loc: Loc,
+    protocol_node: Option<&Node>,
+    protocols_node: Option<&Node>,
+) {
+    let d = &mut cx.d;
+    let at = protocol_node.map_or(key_loc, |n| n.loc);
+    let name = match &v.listen_accept.protocol {
+        Some(p) => p.clone(),
+        None => {
+            let found = v.ws_protocols.iter().find(|e| e.raw).or_else(|| {
+                v.ws_protocols
+                    .iter()
+                    .find(|e| RAW_PROTOCOLS.contains(&e.name.as_str()))
+            });
+            match found {
+                Some(e) => e.name.clone(),
+                None => {
+                    d.error(
+                        key_loc,
+                        "listen-accept-protocol",
+                        "a raw vhost needs a raw protocol",
+                        Some("add \"listen-accept-protocol\": \"raw-proxy\" and \"ws-protocols\": [{\"raw-proxy\": {\"onward\": \"ipv4:127.0.0.1:22\"}}]".into()),
+                    );
+                    return;
+                }
+            }
+        }
+    };
+    let Some(entry) = v.ws_protocols.iter().find(|e| e.name == name) else {
+        let enabled: Vec<&str> = v.ws_protocols.iter().map(|e| e.name.as_str()).collect();
+        let hint = did_you_mean(&name, &enabled).or_else(|| {
+            Some(if RAW_PROTOCOLS.contains(&name.as_str()) {
+                format!("add {{\"{name}\": {{\"onward\": \"ipv4:127.0.0.1:22\"}}}} to the vhost's \"ws-protocols\"")
+            } else {
+                format!("available raw protocols: {}", RAW_PROTOCOLS.join(", "))
+            })
+        });
+        d.error(
+            at,
+            "listen-accept-protocol",
+            format!("\"{name}\" is not a protocol this vhost enables in \"ws-protocols\""),
+            hint,
+        );
+        return;
+    };
+    if !RAW_PROTOCOLS.contains(&name.as_str()) {
+        d.error(
+            at,
+            "listen-accept-protocol",
+            format!("\"{name}\" is a WebSocket protocol, not a raw protocol"),
+            Some(format!(
+                "available raw protocols: {}",
+                RAW_PROTOCOLS.join(", ")
+            )),
+        );
+        return;
+    }
+    match entry.pvo("onward") {
+        // A bad value was reported where it is written.
+        Some(s) => v.listen_accept.onward = Onward::parse(s, &cx.base).ok(),
+        None => d.error(
+            protocols_node.map_or(at, |n| n.loc),
+            "onward",
+            format!("protocol \"{name}\" has no \"onward\" address"),
+            Some(format!(
+                "write {{\"{name}\": {{\"onward\": \"ipv4:127.0.0.1:22\"}}}}"
+            )),
+        ),
+    }
+    v.listen_accept.protocol = Some(name);
 }
 
 /// Where a mount's `origin` value is, for messages about it.
@@ -1163,7 +1328,10 @@ fn ws_protocols(cx: &mut Ctx, n: &Node) -> Vec<ProtocolEntry> {
         };
         for p in props {
             let spec = cx.protocols.iter().find(|s| s.name == p.key);
-            if spec.is_none() {
+            // An entry with a `plugin` pvo defines its own protocol.
+            let is_plugin =
+                matches!(&p.value.kind, NodeKind::Object(o) if o.iter().any(|q| q.key == "plugin"));
+            if spec.is_none() && !is_plugin {
                 let hint = did_you_mean(&p.key, &names).or_else(|| {
                     Some(if names.is_empty() {
                         "no WebSocket protocols are available in this build".to_string()
@@ -1209,8 +1377,23 @@ fn ws_protocols(cx: &mut Ctx, n: &Node) -> Vec<ProtocolEntry> {
                 raw: false,
                 pvos: Vec::new(),
             };
+            let mut plugin: Option<(PathBuf, Loc)> = None;
+            let mut init: Option<(String, Loc)> = None;
             for pair in pairs {
                 match pair.name.as_str() {
+                    "plugin" => {
+                        let resolved = reader::resolve(&cx.base, &pair.value);
+                        plugin = Some((resolved.clone(), pair.value_loc));
+                        entry
+                            .pvos
+                            .push((pair.name, resolved.to_string_lossy().into_owned()));
+                        continue;
+                    }
+                    "init" => {
+                        init = Some((pair.value.clone(), pair.value_loc));
+                        entry.pvos.push((pair.name, pair.value));
+                        continue;
+                    }
                     "default" | "raw" => {
                         let node = Node {
                             loc: pair.value_loc,
@@ -1249,9 +1432,20 @@ fn ws_protocols(cx: &mut Ctx, n: &Node) -> Vec<ProtocolEntry> {
                     }
                     _ => {}
                 }
+                if pair.name == "onward" && RAW_PROTOCOLS.contains(&p.key.as_str()) {
+                    match Onward::parse(&pair.value, &cx.base) {
+                        Ok(o) => entry.pvos.push((pair.name, o.to_string())),
+                        Err((message, hint)) => {
+                            d.error(pair.value_loc, "onward", message, Some(hint))
+                        }
+                    }
+                    continue;
+                }
                 if let Some(spec) = spec
+                    && !is_plugin
                     && !COMMON_PVOS.contains(&pair.name.as_str())
                     && !spec.pvos.contains(&pair.name)
+                    && !spec.pvos.iter().any(|p| p == "*")
                 {
                     let known: Vec<&str> = spec
                         .pvos
@@ -1267,6 +1461,41 @@ fn ws_protocols(cx: &mut Ctx, n: &Node) -> Vec<ProtocolEntry> {
                     );
                 }
                 entry.pvos.push((pair.name, pair.value));
+            }
+            match (&plugin, &init) {
+                (Some(_), None) => d.error(
+                    p.key_loc,
+                    "init",
+                    format!("plugin protocol \"{}\" has no \"init\" pvo", p.key),
+                    Some("add \"init\": \"NAME_init\", the plugin's init function".into()),
+                ),
+                (None, Some((_, loc))) => d.error(
+                    *loc,
+                    "init",
+                    "\"init\" without \"plugin\"",
+                    Some("add \"plugin\": \"/path/to/library.so\"".into()),
+                ),
+                (Some((path, loc)), Some((symbol, sloc))) => match cx.plugins {
+                    None => d.error(
+                        *loc,
+                        "plugin",
+                        "WebSocket plugins are not available in this build",
+                        None,
+                    ),
+                    Some(hooks) => {
+                        if let Err(why) = (hooks.probe)(path, symbol) {
+                            let at = if path.is_file() { *sloc } else { *loc };
+                            let key = if path.is_file() { "init" } else { "plugin" };
+                            d.error(
+                                at,
+                                key,
+                                format!("cannot load plugin {}: {why}", path.display()),
+                                Some("check the library path and its init symbol".into()),
+                            );
+                        }
+                    }
+                },
+                (None, None) => {}
             }
             out.push(entry);
         }

@@ -39,6 +39,33 @@ pub struct ProtocolSpec {
     pub pvos: Vec<String>,
 }
 
+/// A protocol that a `plugin-dir` library offers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScannedProtocol {
+    pub name: String,
+    /// The library that offers it.
+    pub library: PathBuf,
+}
+
+/// What scanning one `plugin-dir` found.
+#[derive(Debug, Clone, Default)]
+pub struct PluginScan {
+    pub protocols: Vec<ScannedProtocol>,
+    /// Libraries that could not be loaded or read, with why.
+    pub errors: Vec<(PathBuf, String)>,
+}
+
+/// How the loader checks WebSocket plugin libraries (SPEC §6.4). The
+/// program passes functions here so that this crate loads no code itself.
+#[derive(Debug, Clone, Copy)]
+pub struct PluginHooks {
+    /// Loads the library at the path and resolves the init symbol of a
+    /// `ws-protocols` entry with pvos `plugin` and `init`.
+    pub probe: fn(&Path, &str) -> Result<(), String>,
+    /// Scans one `plugin-dir` for `*.so` files exporting `lwsws_plugin_protocols`.
+    pub scan: fn(&Path) -> PluginScan,
+}
+
 /// What the loader needs to know about the running program.
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
@@ -46,6 +73,9 @@ pub struct LoadOptions {
     pub data_dir: PathBuf,
     /// Protocols that `ws-protocols` may name.
     pub protocols: Vec<ProtocolSpec>,
+    /// Checks plugin libraries; `None`: entries with a `plugin` pvo and
+    /// `plugin-dir` protocols are not available.
+    pub plugins: Option<PluginHooks>,
     /// Started as root: users must exist, and running without `username` is warned about.
     pub as_root: bool,
 }
@@ -204,7 +234,8 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Loaded, ConfigError> {
 
     // 3. Convert.
     let base = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
-    let mut cx = convert::Ctx::new(d, base, &opts.protocols, opts.as_root);
+    let mut cx = convert::Ctx::new(d, base, opts.protocols.clone(), opts.as_root);
+    cx.plugins = opts.plugins;
     let mut globals: Vec<&Node> = Vec::new();
     let mut vhost_nodes: Vec<&Node> = Vec::new();
     for t in &trees {

@@ -266,6 +266,109 @@ pub struct ListenAccept {
     pub fallback: bool,
     pub role: Option<String>,
     pub protocol: Option<String>,
+    /// Where the raw protocol forwards (the `onward` pvo of the
+    /// `ws-protocols` entry the vhost's raw protocol names); `Some` exactly
+    /// when `apply` or `fallback` is on and the configuration is valid.
+    pub onward: Option<Onward>,
+}
+
+/// The `onward` pvo of the `raw-proxy` protocol: where its bytes go.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Onward {
+    /// `ipv4:HOST:PORT` / `ipv6:[ADDR]:PORT`: a host name or address,
+    /// resolved within that family when connecting.
+    Tcp { host: String, port: u16, ipv6: bool },
+    /// `unix:PATH` (relative paths resolved against the configuration directory).
+    Unix(#[serde(with = "crate::serde_http::path")] PathBuf),
+}
+
+impl Onward {
+    /// Parses `ipv4:HOST:PORT`, `ipv6:[ADDR]:PORT`, `ipv6:ADDR:PORT` or
+    /// `unix:PATH`; relative Unix paths are resolved against `base`.
+    /// The error is a message and a hint.
+    pub fn parse(s: &str, base: &std::path::Path) -> Result<Onward, (String, String)> {
+        let hint = || {
+            "write \"ipv4:HOST:PORT\", \"ipv6:[ADDRESS]:PORT\" or \"unix:/PATH\", e.g. \"ipv4:127.0.0.1:22\"".to_string()
+        };
+        let s = s.trim();
+        if let Some(path) = s.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err(("\"unix:\" names no socket path".into(), hint()));
+            }
+            return Ok(Onward::Unix(crate::reader::resolve(base, path)));
+        }
+        let (ipv6, rest) = if let Some(r) = s.strip_prefix("ipv4:") {
+            (false, r)
+        } else if let Some(r) = s.strip_prefix("ipv6:") {
+            (true, r)
+        } else {
+            return Err((format!("\"{s}\" is not an onward address"), hint()));
+        };
+        let Some((host, port)) = rest.rsplit_once(':') else {
+            return Err((format!("\"{s}\" has no port"), hint()));
+        };
+        let port = match port.parse::<u16>() {
+            Ok(p) if p != 0 => p,
+            _ => return Err((format!("\"{port}\" in \"{s}\" is not a port"), hint())),
+        };
+        let host = if ipv6 {
+            let bare = host
+                .strip_prefix('[')
+                .and_then(|h| h.strip_suffix(']'))
+                .unwrap_or(host);
+            if !bare.contains(':') && bare.parse::<std::net::Ipv4Addr>().is_ok() {
+                return Err((
+                    format!("{bare} in \"{s}\" is an IPv4 address"),
+                    format!("write \"ipv4:{bare}:{port}\""),
+                ));
+            }
+            bare
+        } else {
+            if host.contains(':') || host.starts_with('[') {
+                return Err((
+                    format!("\"{host}\" in \"{s}\" is not an IPv4 host"),
+                    format!(
+                        "write \"ipv6:[{}]:{port}\" for an IPv6 address",
+                        host.trim_matches(['[', ']'])
+                    ),
+                ));
+            }
+            host
+        };
+        if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c == '/') {
+            return Err((format!("\"{s}\" names no valid host"), hint()));
+        }
+        if ipv6 && host.contains(':') && host.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err((
+                format!("\"{host}\" in \"{s}\" is not an IPv6 address"),
+                hint(),
+            ));
+        }
+        Ok(Onward::Tcp {
+            host: host.to_string(),
+            port,
+            ipv6,
+        })
+    }
+}
+
+impl std::fmt::Display for Onward {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Onward::Tcp {
+                host,
+                port,
+                ipv6: false,
+            } => write!(f, "ipv4:{host}:{port}"),
+            Onward::Tcp {
+                host,
+                port,
+                ipv6: true,
+            } if host.contains(':') => write!(f, "ipv6:[{host}]:{port}"),
+            Onward::Tcp { host, port, .. } => write!(f, "ipv6:{host}:{port}"),
+            Onward::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
 }
 
 /// One `ws-protocols` entry: a protocol enabled on the vhost with its options.

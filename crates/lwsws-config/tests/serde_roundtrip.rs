@@ -28,6 +28,7 @@ fn options(data_dir: &Path) -> LoadOptions {
             spec("lws-openmetrics", &[]),
         ],
         as_root: false,
+        plugins: None,
     }
 }
 

@@ -40,6 +40,7 @@ impl Site {
             data_dir: self.tmp.path().to_path_buf(),
             protocols: Vec::new(),
             as_root: false,
+            plugins: None,
         };
         lwsws_config::load(self.tmp.path(), &opts)
     }

@@ -151,19 +151,38 @@ async fn serve(
         .get(listener)
         .is_some_and(|l| l.tls);
     if !is_tls {
+        if let Some(route) = crate::raw::applied(&state, listener).cloned() {
+            return crate::raw::proxy(io, &route, peer, state).await;
+        }
+        if let Some(route) = crate::raw::fallback(&state, listener).cloned() {
+            let deadline = tokio::time::Instant::now() + state.config.global.timeout;
+            let (mut io, mut prefix) = (io, Vec::new());
+            let sniffed = crate::raw::sniff(&mut io, &mut prefix, deadline).await;
+            let io: Box<dyn Io> = Box::new(Prefixed::new(prefix, io));
+            return match sniffed {
+                crate::raw::Sniffed::Http => serve_http1(io, plain, state).await,
+                crate::raw::Sniffed::Raw => crate::raw::proxy(io, &route, peer, state).await,
+                crate::raw::Sniffed::Gone => {}
+            };
+        }
         return serve_http1(io, plain, state).await;
     }
     // The handshake, like a request head, must arrive within `timeout-secs`.
     let deadline = tokio::time::Instant::now() + state.config.global.timeout;
     let mut io = io;
     let mut first = [0u8; 1];
-    let n = match tokio::time::timeout_at(deadline, io.read(&mut first)).await {
+    let read = tokio::time::timeout_at(deadline, io.read(&mut first)).await;
+    let n = match read {
         Ok(Ok(n)) => n,
         Ok(Err(e)) => {
             tracing::debug!(?peer, error = %e, "connection failed before its first byte");
             return;
         }
         Err(_) => {
+            // A silent client may wait for a raw protocol's server to speak first.
+            if let Some(route) = crate::raw::fallback(&state, listener).cloned() {
+                return crate::raw::proxy(io, &route, peer, state).await;
+            }
             tracing::debug!(?peer, "no TLS handshake within timeout-secs; closed");
             return;
         }
@@ -171,7 +190,15 @@ async fn serve(
     if n == 0 {
         return;
     }
-    let io = Prefixed::new(first[0], io);
+    let mut prefix = vec![first[0]];
+    if first[0] != TLS_HANDSHAKE
+        && let Some(route) = crate::raw::fallback(&state, listener).cloned()
+        && crate::raw::sniff(&mut io, &mut prefix, deadline).await != crate::raw::Sniffed::Http
+    {
+        let io = Box::new(Prefixed::new(prefix, io));
+        return crate::raw::proxy(io, &route, peer, state).await;
+    }
+    let io = Prefixed::new(prefix, io);
     if first[0] != TLS_HANDSHAKE {
         if !state.plain_on_tls[listener] {
             tracing::debug!(?peer, "plaintext on a TLS port; closed (no allow-non-tls)");
@@ -213,6 +240,9 @@ async fn serve(
             return;
         }
     };
+    if let Some(route) = crate::raw::applied(&state, listener).cloned() {
+        return crate::raw::proxy(Box::new(stream), &route, peer, state).await;
+    }
     let (_, session) = stream.get_ref();
     let h2 = session.alpn_protocol() == Some(b"h2".as_slice());
     let client_subject = session
@@ -332,16 +362,20 @@ async fn serve_http2(io: Box<dyn Io>, info: ConnInfo, state: Arc<State>) {
 /// WebSocket streams can send their close frames.
 const H2_CLOSE_GRACE: Duration = Duration::from_secs(5);
 
-/// A stream whose first byte was already read (to tell TLS from plaintext).
+/// A stream whose first bytes were already read (to tell TLS from
+/// plaintext, and HTTP from raw protocols): they are read again first.
 struct Prefixed {
-    first: Option<u8>,
+    prefix: Vec<u8>,
+    /// How much of `prefix` has been read again.
+    pos: usize,
     inner: Box<dyn Io>,
 }
 
 impl Prefixed {
-    fn new(first: u8, inner: Box<dyn Io>) -> Prefixed {
+    fn new(prefix: Vec<u8>, inner: Box<dyn Io>) -> Prefixed {
         Prefixed {
-            first: Some(first),
+            prefix,
+            pos: 0,
             inner,
         }
     }
@@ -353,12 +387,15 @@ impl AsyncRead for Prefixed {
         cx: &mut std::task::Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        if let Some(b) = self.first.take() {
-            if buf.remaining() == 0 {
-                self.first = Some(b);
-                return std::task::Poll::Ready(Ok(()));
+        if self.pos < self.prefix.len() {
+            let n = buf.remaining().min(self.prefix.len() - self.pos);
+            let this = &mut *self;
+            buf.put_slice(&this.prefix[this.pos..this.pos + n]);
+            this.pos += n;
+            if this.pos == this.prefix.len() {
+                this.prefix = Vec::new();
+                this.pos = 0;
             }
-            buf.put_slice(&[b]);
             return std::task::Poll::Ready(Ok(()));
         }
         std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)

@@ -12,6 +12,7 @@ mod conn;
 mod error_page;
 mod guard;
 mod pipeline;
+mod raw;
 mod websocket;
 
 pub use access_log::{AccessLogs, MissingLog};
@@ -55,6 +56,8 @@ pub enum ServerError {
     AccessLog(#[from] MissingLog),
     #[error("unknown WebSocket protocol {0}")]
     UnknownProtocol(String),
+    #[error("WebSocket plugin: {0}")]
+    Plugin(String),
     #[error("proxy TLS settings: {0}")]
     ProxyTls(String),
     #[error("basic-auth file of mount {mountpoint} of vhost {vhost}: {source}")]
@@ -184,6 +187,8 @@ pub(crate) struct State {
     /// Per listener: a TLS listener that lets plaintext in (a vhost of it
     /// has `allow-non-tls` with `redirect-http` or `allow-http-on-https`).
     pub plain_on_tls: Vec<bool>,
+    /// Per listener: where its raw connections go (§7), if it has any.
+    pub raw: Vec<Option<raw::RawRoute>>,
 }
 
 /// One worker generation's serving state, built before the first accept.
@@ -223,6 +228,11 @@ impl Server {
                     })
             })
             .collect();
+        let raw = router
+            .listeners()
+            .iter()
+            .map(|l| raw::RawRoute::for_listener(&config, l))
+            .collect();
         let cgi = lwsws_mounts::cgi::CgiLimiter::new(config.global.cgi_max_processes);
         let proxy = lwsws_mounts::proxy::Pool::new(resources.proxy_tls.clone());
         let mut stats = lwsws_ws::stats::Stats::new(
@@ -243,13 +253,28 @@ impl Server {
         );
         stats.generation = generation;
         let stats = Arc::new(stats);
-        let registry = lwsws_ws::Registry::builtin();
+        // Plugins are loaded here, in the worker, after the privilege drop.
+        let mut registry = lwsws_ws::Registry::builtin();
+        let mut plugins = lwsws_plugin::Loader::default();
+        for p in plugins
+            .scan(&config.global.plugin_dirs)
+            .map_err(ServerError::Plugin)?
+        {
+            registry.add(p);
+        }
         let mut ws = Vec::new();
         for v in &config.vhosts {
             let mut per_entry: Vec<Arc<dyn lwsws_ws::protocol::VhostProtocol>> = Vec::new();
             for e in &v.ws_protocols {
-                let Some(p) = registry.get(&e.name) else {
-                    return Err(ServerError::UnknownProtocol(e.name.clone()));
+                let pvo = |k: &str| e.pvos.iter().find(|(n, _)| n == k).map(|(_, v)| v);
+                let p = match (pvo("plugin"), pvo("init")) {
+                    (Some(lib), Some(init)) => plugins
+                        .entry(&e.name, std::path::Path::new(lib), init)
+                        .map_err(ServerError::Plugin)?,
+                    _ => match registry.get(&e.name) {
+                        Some(p) => p.clone(),
+                        None => return Err(ServerError::UnknownProtocol(e.name.clone())),
+                    },
                 };
                 per_entry.push(p.for_vhost(lwsws_ws::protocol::VhostContext {
                     vhost: &v.name,
@@ -276,6 +301,7 @@ impl Server {
                 control,
                 keepalive,
                 plain_on_tls,
+                raw,
             }),
         })
     }

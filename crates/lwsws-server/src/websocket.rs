@@ -66,13 +66,58 @@ pub(crate) async fn upgrade(
     let handle = ConnHandle::new(user.clone());
     // Counted from before the session starts, so what it reports includes it.
     let counted = lwsws_ws::stats::WsCount::new(state.stats.clone(), vhost);
+    let offered: Vec<String> = parts
+        .headers
+        .get_all("sec-websocket-protocol")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|p| p.trim().to_string())
+        .filter(|p| !p.is_empty())
+        .collect();
+    let chosen = accepted
+        .headers
+        .get("sec-websocket-protocol")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let info = ConnectInfo {
         query: parts.uri.query().map(str::to_string),
         user: user.clone(),
+        headers: parts.headers.clone(),
+        offered,
+        chosen,
+        ..ConnectInfo::default()
     };
-    let Some(session) = protocol.connect(&handle, &info) else {
+    // A protocol running foreign code (plugins) connects on a blocking thread.
+    let (session, info) = if protocol.connect_blocks() {
+        let protocol = protocol.clone();
+        let handle = handle.clone();
+        tokio::task::spawn_blocking(move || {
+            let s = protocol.connect(&handle, &info);
+            (s, info)
+        })
+        .await
+        .map_err(|_| HttpError::new(StatusCode::INTERNAL_SERVER_ERROR))?
+    } else {
+        (protocol.connect(&handle, &info), info)
+    };
+    let Some(session) = session else {
         return Err(HttpError::new(StatusCode::FORBIDDEN));
     };
+    let mut headers = accepted.headers;
+    if let Ok(mut added) = info.response_headers.into_inner() {
+        let mut last = None;
+        for (name, value) in added.drain() {
+            // `drain` yields the name once, before all of its values.
+            if let Some(n) = name {
+                headers.remove(&n);
+                last = Some(n);
+            }
+            if let Some(n) = &last {
+                headers.append(n.clone(), value);
+            }
+        }
+    }
     let cfg = DriverConfig {
         codec: lwsws_ws::Config {
             max_message_size: usize::try_from(v.ws_max_message_size).unwrap_or(usize::MAX),
@@ -103,6 +148,6 @@ pub(crate) async fn upgrade(
     } else {
         StatusCode::SWITCHING_PROTOCOLS
     };
-    *resp.headers_mut() = accepted.headers;
+    *resp.headers_mut() = headers;
     Ok(resp)
 }

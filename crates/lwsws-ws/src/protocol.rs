@@ -40,12 +40,20 @@ pub struct VhostContext<'a> {
 }
 
 /// What a protocol learns about a connection when it opens.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct ConnectInfo {
     /// The request's query string, if any (`mirror=NAME` lives there).
     pub query: Option<String>,
     /// The user authenticated before the upgrade, if any.
     pub user: Option<String>,
+    /// The handshake request's headers.
+    pub headers: http::HeaderMap,
+    /// The subprotocols the client offered (`Sec-WebSocket-Protocol`), in order.
+    pub offered: Vec<String>,
+    /// The subprotocol the server chose among them (echoed in the 101), if any.
+    pub chosen: Option<String>,
+    /// Headers `connect` adds to (or replaces in) the 101 answer.
+    pub response_headers: std::sync::Mutex<http::HeaderMap>,
 }
 
 /// A protocol known to the server.
@@ -64,6 +72,13 @@ pub trait Protocol: Send + Sync + 'static {
 pub trait VhostProtocol: Send + Sync {
     /// A session for a new connection; `None` refuses it.
     fn connect(&self, conn: &Arc<ConnHandle>, info: &ConnectInfo) -> Option<Box<dyn Session>>;
+
+    /// Whether `connect` may block (it runs foreign code, e.g. a plugin's
+    /// `on_connect`): the server then calls it on a blocking thread, off the
+    /// async reactor.
+    fn connect_blocks(&self) -> bool {
+        false
+    }
 
     /// Answers an HTTP request on a `callback://NAME` mount, given the
     /// mount's `pmo`; `None` if this protocol serves no HTTP (404).
@@ -103,6 +118,7 @@ impl Registry {
         r.add(Arc::new(crate::builtin::dumb_increment::DumbIncrement));
         r.add(Arc::new(crate::builtin::mirror::Mirror));
         r.add(Arc::new(crate::builtin::server_status::ServerStatus));
+        r.add(Arc::new(crate::builtin::raw_proxy::RawProxy));
         r.aliases.insert("lws-status", "lws-server-status");
         r
     }

@@ -87,6 +87,11 @@ impl Rooms {
         }
     }
 
+    /// The room `instance`, if it has members.
+    pub fn get(&self, instance: &str) -> Option<Arc<Room>> {
+        self.rooms.lock().ok()?.get(instance).cloned()
+    }
+
     /// How many rooms have members.
     pub fn len(&self) -> usize {
         self.rooms.lock().map_or(0, |r| r.len())

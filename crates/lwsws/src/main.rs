@@ -21,6 +21,7 @@ fn main() -> ExitCode {
         data_dir: lwsws_config::default_data_dir(),
         protocols: lwsws_ws::Registry::builtin().specs(),
         as_root: nix::unistd::geteuid().is_root(),
+        plugins: Some(lwsws_plugin::config_hooks()),
     };
     let loaded = match lwsws_config::load(&cli.config_dir, &opts) {
         Ok(l) => l,

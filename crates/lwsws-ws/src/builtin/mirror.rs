@@ -111,7 +111,7 @@ mod tests {
         let conn = ConnHandle::new(None);
         let info = ConnectInfo {
             query: Some(query.to_string()),
-            user: None,
+            ..ConnectInfo::default()
         };
         let session = v.connect(&conn, &info).unwrap();
         (conn, session)

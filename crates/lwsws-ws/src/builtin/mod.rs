@@ -3,4 +3,5 @@
 pub mod dumb_increment;
 pub mod echo;
 pub mod mirror;
+pub mod raw_proxy;
 pub mod server_status;
