@@ -1300,6 +1300,36 @@ fn acme(d: &mut Diags, n: &Node, base: &Path) -> Option<Acme> {
     })
 }
 
+/// Warnings about a readable `auth-hmac-key-file`: its bytes are the key as
+/// they are, so a trailing newline (an editor's or `echo`'s) is part of it.
+fn token_key_warnings(d: &mut Diags<'_>, loc: Loc, path: &std::path::Path) {
+    let Ok(bytes) = std::fs::read(path) else {
+        return;
+    };
+    if bytes.ends_with(b"\n") {
+        d.warn(
+            loc,
+            "auth-hmac-key-file",
+            format!(
+                "{} ends in a newline, which is part of the key",
+                path.display()
+            ),
+            Some(
+                "sign tokens with the same bytes (lwsws token --key-file reads the file as it is), \
+                 or write the key without a newline, e.g. with printf"
+                    .into(),
+            ),
+        );
+    } else if bytes.is_empty() {
+        d.warn(
+            loc,
+            "auth-hmac-key-file",
+            format!("{} is empty: anyone can sign tokens", path.display()),
+            Some("put at least 32 random bytes in it, e.g. head -c 32 /dev/urandom".into()),
+        );
+    }
+}
+
 /// `"ws-protocols": [{"name": {"pvo": "value"}}, …]`.
 fn ws_protocols(cx: &mut Ctx, n: &Node) -> Vec<ProtocolEntry> {
     let d = &mut cx.d;
@@ -1425,6 +1455,9 @@ fn ws_protocols(cx: &mut Ctx, n: &Node) -> Vec<ProtocolEntry> {
                             &resolved,
                             Need::Readable,
                         );
+                        if pair.name == "auth-hmac-key-file" {
+                            token_key_warnings(d, pair.value_loc, &resolved);
+                        }
                         entry
                             .pvos
                             .push((pair.name, resolved.to_string_lossy().into_owned()));
@@ -1461,6 +1494,19 @@ fn ws_protocols(cx: &mut Ctx, n: &Node) -> Vec<ProtocolEntry> {
                     );
                 }
                 entry.pvos.push((pair.name, pair.value));
+            }
+            if entry.pvos.iter().any(|(k, _)| k == "auth-first-message")
+                && !entry.pvos.iter().any(|(k, _)| k == "auth-hmac-key-file")
+            {
+                d.warn(
+                    p.key_loc,
+                    "auth-first-message",
+                    format!(
+                        "\"auth-first-message\" of \"{}\" has no effect without \"auth-hmac-key-file\"",
+                        p.key
+                    ),
+                    Some("add \"auth-hmac-key-file\": \"/path/to/key\"".into()),
+                );
             }
             match (&plugin, &init) {
                 (Some(_), None) => d.error(

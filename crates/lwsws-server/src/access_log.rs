@@ -122,17 +122,17 @@ impl Entry {
         let line = format!(
             "{host} - {user} [{stamp}] \"{req}\" {status} {bytes} \"{referer}\" \"{ua}\"\n",
             user = self.user.as_deref().map_or_else(|| "-".to_string(), escape),
-            req = escape(&self.request_line),
+            req = escape(&redact_request_line(&self.request_line)),
             status = self.status,
             bytes = if bytes == 0 {
                 "-".to_string()
             } else {
                 bytes.to_string()
             },
-            referer = self
-                .referer
-                .as_deref()
-                .map_or_else(|| "-".to_string(), escape),
+            referer = self.referer.as_deref().map_or_else(
+                || "-".to_string(),
+                |r| escape(&lwsws_ws::token::redact_query(r))
+            ),
             ua = self
                 .user_agent
                 .as_deref()
@@ -141,6 +141,22 @@ impl Entry {
         if let Err(e) = (&*self.file).write_all(line.as_bytes()) {
             tracing::warn!(error = %e, "cannot write the access log");
         }
+    }
+}
+
+/// The request line with `token=` query values (WebSocket tokens, SPEC
+/// §6.5) shown as `token=<redacted>`.
+fn redact_request_line(line: &str) -> std::borrow::Cow<'_, str> {
+    let mut parts = line.splitn(3, ' ');
+    let (Some(method), Some(target)) = (parts.next(), parts.next()) else {
+        return line.into();
+    };
+    match lwsws_ws::token::redact_query(target) {
+        std::borrow::Cow::Borrowed(_) => line.into(),
+        std::borrow::Cow::Owned(t) => match parts.next() {
+            Some(version) => format!("{method} {t} {version}").into(),
+            None => format!("{method} {t}").into(),
+        },
     }
 }
 
@@ -211,5 +227,21 @@ impl http_body::Body for LoggedBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tokens_in_request_lines_are_redacted() {
+        assert_eq!(
+            super::redact_request_line("GET /ws?a=1&token=abc.alice.9 HTTP/1.1"),
+            "GET /ws?a=1&token=<redacted> HTTP/1.1"
+        );
+        assert_eq!(
+            super::redact_request_line("GET /ws?a=1 HTTP/1.1"),
+            "GET /ws?a=1 HTTP/1.1"
+        );
+        assert_eq!(super::redact_request_line("-"), "-");
     }
 }

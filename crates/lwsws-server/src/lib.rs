@@ -67,6 +67,14 @@ pub enum ServerError {
         #[source]
         source: lwsws_mounts::auth::AuthFileError,
     },
+    #[error("auth-hmac-key-file {path} of ws-protocols {protocol} of vhost {vhost}: {source}")]
+    TokenKey {
+        vhost: String,
+        protocol: String,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Files the worker needs besides sockets, opened or read before it drops
@@ -79,6 +87,8 @@ pub struct Resources {
     pub proxy_tls: lwsws_mounts::proxy::TlsConfigs,
     /// Per vhost, per `ws-protocols` entry: its `basic-auth` pvo's credentials.
     pub ws_basic_auth: Vec<Vec<Option<Arc<BasicAuth>>>>,
+    /// Per vhost, per `ws-protocols` entry: its `auth-hmac-key-file` pvo's key.
+    pub ws_token_key: Vec<Vec<Option<Arc<lwsws_ws::token::TokenKey>>>>,
     /// Per vhost: its TLS server configuration (certificate, client
     /// verification, ALPN), built from key material the supervisor read.
     pub tls: Vec<Option<Arc<rustls::ServerConfig>>>,
@@ -123,11 +133,32 @@ impl Resources {
             }
             ws_basic_auth.push(per_entry);
         }
+        let mut ws_token_key = Vec::new();
+        for v in &config.vhosts {
+            let mut per_entry = Vec::new();
+            for e in &v.ws_protocols {
+                per_entry.push(match e.pvo("auth-hmac-key-file") {
+                    None => None,
+                    Some(p) => Some(Arc::new(
+                        lwsws_ws::token::TokenKey::load(std::path::Path::new(p)).map_err(
+                            |source| ServerError::TokenKey {
+                                vhost: v.name.clone(),
+                                protocol: e.name.clone(),
+                                path: p.to_string(),
+                                source,
+                            },
+                        )?,
+                    )),
+                });
+            }
+            ws_token_key.push(per_entry);
+        }
         Ok(Resources {
             access_logs,
             basic_auth,
             proxy_tls,
             ws_basic_auth,
+            ws_token_key,
             tls: Vec::new(),
         })
     }
@@ -138,6 +169,14 @@ impl Resources {
 
     pub(crate) fn ws_basic_auth(&self, vhost: usize, entry: usize) -> Option<&Arc<BasicAuth>> {
         self.ws_basic_auth.get(vhost)?.get(entry)?.as_ref()
+    }
+
+    pub(crate) fn ws_token_key(
+        &self,
+        vhost: usize,
+        entry: usize,
+    ) -> Option<&Arc<lwsws_ws::token::TokenKey>> {
+        self.ws_token_key.get(vhost)?.get(entry)?.as_ref()
     }
 
     pub(crate) fn tls(&self, vhost: usize) -> Option<Arc<rustls::ServerConfig>> {

@@ -52,6 +52,36 @@ pub(crate) async fn upgrade(
             None => return Err(lwsws_mounts::auth::challenge(&v.name)),
         }
     }
+    // A signed token (SPEC §6.5), checked here unless the protocol entry
+    // expects it as the first message.
+    let token_key = state.resources.ws_token_key(vhost, accepted.entry).cloned();
+    let first_message = token_key.is_some()
+        && v.ws_protocols[accepted.entry]
+            .pvo("auth-first-message")
+            .is_some_and(|s| matches!(s.trim(), "1" | "on" | "yes" | "true"));
+    if let Some(key) = &token_key
+        && !first_message
+    {
+        let found = lwsws_ws::token::from_request(parts);
+        let checked = match &found {
+            None => Err(lwsws_ws::token::TokenError::Missing),
+            Some((t, _)) => key.verify(t),
+        };
+        match checked {
+            Ok(u) => *user = Some(u),
+            Err(e) => {
+                // The token itself is never logged.
+                tracing::info!(
+                    peer = ?conn.peer,
+                    vhost = %v.name,
+                    carrier = ?found.map(|(_, c)| c),
+                    reason = %e,
+                    "WebSocket token refused"
+                );
+                return Ok(unauthorized(&e.to_string()));
+            }
+        }
+    }
     let Some(protocol) = state
         .ws
         .get(vhost)
@@ -66,6 +96,9 @@ pub(crate) async fn upgrade(
     let handle = ConnHandle::new(user.clone());
     // Counted from before the session starts, so what it reports includes it.
     let counted = lwsws_ws::stats::WsCount::new(state.stats.clone(), vhost);
+    let auth_counted = user
+        .as_deref()
+        .map(|u| lwsws_ws::stats::AuthCount::new(state.stats.clone(), u));
     let offered: Vec<String> = parts
         .headers
         .get_all("sec-websocket-protocol")
@@ -88,8 +121,20 @@ pub(crate) async fn upgrade(
         chosen,
         ..ConnectInfo::default()
     };
+    // First-message mode: the protocol's session starts once a token came.
+    let (session, info) = if let Some(key) = token_key.filter(|_| first_message) {
+        let s = lwsws_ws::auth::FirstMessage::new(
+            &handle,
+            protocol.clone(),
+            info,
+            key,
+            state.stats.clone(),
+            state.config.global.timeout,
+        );
+        let s: Box<dyn lwsws_ws::protocol::Session> = Box::new(s);
+        (Some(s), ConnectInfo::default())
     // A protocol running foreign code (plugins) connects on a blocking thread.
-    let (session, info) = if protocol.connect_blocks() {
+    } else if protocol.connect_blocks() {
         let protocol = protocol.clone();
         let handle = handle.clone();
         tokio::task::spawn_blocking(move || {
@@ -122,9 +167,15 @@ pub(crate) async fn upgrade(
         codec: lwsws_ws::Config {
             max_message_size: usize::try_from(v.ws_max_message_size).unwrap_or(usize::MAX),
             allow_reserved_close_codes: v.ws_allow_reserved_status_codes,
-            compression: false,
+            compression: accepted.deflate.is_some(),
         },
         ping_after: state.config.global.ws_pingpong,
+        deflate: accepted
+            .deflate
+            .map(|params| lwsws_ws::deflate::DeflateConfig {
+                params,
+                threshold: usize::try_from(v.ws_deflate_threshold).unwrap_or(usize::MAX),
+            }),
     };
     let close = state.control.close.clone();
     let protocol_name = v.ws_protocols[accepted.entry].name.clone();
@@ -137,6 +188,7 @@ pub(crate) async fn upgrade(
             }
         };
         let _counted = counted;
+        let _auth_counted = auth_counted;
         let io = hyper_util::rt::TokioIo::new(upgraded);
         let ended = lwsws_ws::conn::drive(io, handle, session, cfg, close).await;
         tracing::debug!(protocol = %protocol_name, ?ended, "WebSocket connection ended");
@@ -150,4 +202,21 @@ pub(crate) async fn upgrade(
     };
     *resp.headers_mut() = headers;
     Ok(resp)
+}
+
+/// A 401 for a missing, bad or expired token: a short reason, no challenge
+/// (browsers do not answer one on a WebSocket handshake).
+fn unauthorized(reason: &str) -> Response<Body> {
+    let mut resp = Response::new(Body::full(format!("{reason}\n")));
+    *resp.status_mut() = StatusCode::UNAUTHORIZED;
+    let h = resp.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    resp
 }

@@ -7,6 +7,7 @@
 //! connection (in its `Assembler`); frames going out wait in a queue that is
 //! empty when idle; everything is one task.
 
+use crate::deflate::{DeflateConfig, Deflater, Inflater};
 use crate::frame::{self, OpCode};
 use crate::protocol::{Incoming, Session};
 use crate::{Assembler, Config, Message};
@@ -117,6 +118,8 @@ pub struct DriverConfig {
     pub codec: Config,
     /// `ws-pingpong-secs`.
     pub ping_after: Option<Duration>,
+    /// permessage-deflate, when negotiated (then `codec.compression` is on).
+    pub deflate: Option<DeflateConfig>,
 }
 
 /// How a connection ended, for logs and metrics.
@@ -145,6 +148,11 @@ where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
     let mut asm = Assembler::new(cfg.codec);
+    // permessage-deflate: inflating here, deflating in `flush`, per
+    // connection (context takeover makes compressed bytes connection-specific).
+    let mut inflater = cfg.deflate.as_ref().map(|d| Inflater::new(&d.params));
+    let mut deflater = cfg.deflate.as_ref().map(Deflater::new);
+    let max_message_size = cfg.codec.max_message_size;
     let allow_reserved = cfg.codec.allow_reserved_close_codes;
     let mut tick = session.tick().map(|d| {
         let mut i = tokio::time::interval_at(tokio::time::Instant::now() + d, d);
@@ -168,16 +176,21 @@ where
                             ping_sent = false;
                         }
                         let mut close_seen = None;
+                        let mut failed = None;
                         for m in incoming {
                             match m {
                                 Message::Text(b) => session.on_message(&handle, Incoming::Text(b)),
                                 Message::Binary(b) => session.on_message(&handle, Incoming::Binary(b)),
                                 Message::Ping(p) => handle.send_frame(frame::frame(OpCode::Pong, &p)),
                                 Message::Pong(_) => {}
-                                Message::Compressed { .. } => {
-                                    // Compression is never negotiated yet, so the
-                                    // codec cannot produce this; treat as a protocol error.
-                                    handle.close(crate::close::code::PROTOCOL_ERROR, "");
+                                Message::Compressed { text, payload } => {
+                                    match inflate(inflater.as_mut(), text, &payload, max_message_size) {
+                                        Ok(m) => session.on_message(&handle, m),
+                                        Err(code) => {
+                                            failed = Some(code);
+                                            break;
+                                        }
+                                    }
                                 }
                                 Message::Close(c) => {
                                     close_seen = Some(c.map_or(crate::close::code::NORMAL, |c| c.code));
@@ -185,14 +198,19 @@ where
                                 }
                             }
                         }
+                        if let Some(code) = failed {
+                            handle.closing.store(true, Ordering::Relaxed);
+                            let _ = flush(&mut io, &handle, &mut deflater, Some((code, String::new()))).await;
+                            break Ended::Closed(code);
+                        }
                         if let Some(code) = close_seen {
                             // Answer the peer's close with the same code, then end.
                             let already = handle.closing.swap(true, Ordering::Relaxed);
                             if !already {
                                 let reply = if code == crate::close::code::NORMAL || crate::valid_close_code(code, allow_reserved) { code } else { crate::close::code::NORMAL };
-                                let _ = flush(&mut io, &handle, Some((reply, String::new()))).await;
+                                let _ = flush(&mut io, &handle, &mut deflater, Some((reply, String::new()))).await;
                             } else {
-                                let _ = flush(&mut io, &handle, None).await;
+                                let _ = flush(&mut io, &handle, &mut deflater, None).await;
                             }
                             break Ended::Closed(code);
                         }
@@ -200,13 +218,13 @@ where
                     Err(ReadError::Io) => break Ended::Dropped,
                     Err(ReadError::Protocol(code)) => {
                         handle.closing.store(true, Ordering::Relaxed);
-                        let _ = flush(&mut io, &handle, Some((code, String::new()))).await;
+                        let _ = flush(&mut io, &handle, &mut deflater, Some((code, String::new()))).await;
                         break Ended::Closed(code);
                     }
                 }
             }
             _ = handle.wake.notified() => {
-                match flush_or_close(&mut io, &handle, &mut asm).await {
+                match flush_or_close(&mut io, &handle, &mut asm, &mut deflater).await {
                     Step::Continue => {}
                     Step::Done(e) => break e,
                 }
@@ -247,6 +265,7 @@ async fn flush_or_close<IO: AsyncRead + AsyncWrite + Unpin>(
     io: &mut IO,
     handle: &ConnHandle,
     asm: &mut Assembler,
+    deflater: &mut Option<Deflater>,
 ) -> Step {
     let close = match handle.out.lock() {
         Ok(mut o) => {
@@ -258,12 +277,15 @@ async fn flush_or_close<IO: AsyncRead + AsyncWrite + Unpin>(
         Err(_) => return Step::Done(Ended::Dropped),
     };
     let Some((code, reason)) = close else {
-        return match flush(io, handle, None).await {
+        return match flush(io, handle, deflater, None).await {
             Ok(()) => Step::Continue,
             Err(_) => Step::Done(Ended::Dropped),
         };
     };
-    if flush(io, handle, Some((code, reason))).await.is_err() {
+    if flush(io, handle, deflater, Some((code, reason)))
+        .await
+        .is_err()
+    {
         return Step::Done(Ended::Dropped);
     }
     // Wait for the peer's close frame, discarding anything else.
@@ -285,10 +307,12 @@ async fn flush_or_close<IO: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// Writes every queued frame (and a final close frame, if given), batching
-/// them into vectored writes.
+/// them into vectored writes; with permessage-deflate, data frames are
+/// compressed here, for this connection.
 async fn flush<IO: AsyncWrite + Unpin>(
     io: &mut IO,
     handle: &ConnHandle,
+    deflater: &mut Option<Deflater>,
     close: Option<(u16, String)>,
 ) -> std::io::Result<()> {
     let mut frames: VecDeque<Bytes> = match handle.out.lock() {
@@ -298,6 +322,11 @@ async fn flush<IO: AsyncWrite + Unpin>(
         }
         Err(_) => VecDeque::new(),
     };
+    if let Some(d) = deflater {
+        for f in frames.iter_mut() {
+            *f = d.process(std::mem::take(f));
+        }
+    }
     if let Some((code, reason)) = close {
         frames.push_back(frame::close_frame(Some(code), &reason));
     }
@@ -326,6 +355,28 @@ async fn flush<IO: AsyncWrite + Unpin>(
         }
     }
     poll_fn(|cx| Pin::new(&mut *io).poll_flush(cx)).await
+}
+
+/// A compressed message, inflated (bounded by the message size limit) and,
+/// for text, validated; or the close code to fail the connection with.
+fn inflate(
+    inflater: Option<&mut Inflater>,
+    text: bool,
+    payload: &[u8],
+    limit: usize,
+) -> Result<Incoming, u16> {
+    // The codec yields compressed messages only when compression was negotiated.
+    let inflater = inflater.ok_or(crate::close::code::PROTOCOL_ERROR)?;
+    let data = inflater
+        .inflate(payload, limit)
+        .map_err(|e| e.close_code())?;
+    if !text {
+        return Ok(Incoming::Binary(data));
+    }
+    if std::str::from_utf8(&data).is_err() {
+        return Err(crate::close::code::INVALID_PAYLOAD);
+    }
+    Ok(Incoming::Text(data))
 }
 
 enum ReadError {

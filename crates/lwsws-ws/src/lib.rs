@@ -23,14 +23,20 @@
 //!   server-status; [`room`]: broadcast rooms.
 //! - [`conn`]: the connection driver that runs a session on an upgraded
 //!   stream; [`stats`]: counters the status protocol reports.
+//! - [`token`]: signed tokens (SPEC §6.5); [`auth`]: first-message
+//!   authentication.
 //!
 //! permessage-deflate (RFC 7692) is layered on top: with
 //! [`Config::compression`] on, a message whose first frame has RSV1 comes out
-//! as [`Message::Compressed`] for the inflater to decode and validate.
+//! as [`Message::Compressed`], which the driver inflates and validates with
+//! [`deflate::Inflater`]; [`deflate::negotiate`] reads the offers and
+//! [`deflate::Deflater`] compresses in each connection's writer.
 
+pub mod auth;
 pub mod builtin;
 pub mod close;
 pub mod conn;
+pub mod deflate;
 mod error;
 pub mod frame;
 pub mod handshake;
@@ -38,6 +44,7 @@ pub mod message;
 pub mod protocol;
 pub mod room;
 pub mod stats;
+pub mod token;
 pub mod upgrade;
 pub mod utf8;
 

@@ -80,6 +80,13 @@ pub trait VhostProtocol: Send + Sync {
         false
     }
 
+    /// How often its sessions' `on_tick` runs, if at all, known before any
+    /// session exists: a session created later than the connection's start
+    /// (first-message authentication, SPEC §6.5) ticks at this period.
+    fn session_tick(&self) -> Option<Duration> {
+        None
+    }
+
     /// Answers an HTTP request on a `callback://NAME` mount, given the
     /// mount's `pmo`; `None` if this protocol serves no HTTP (404).
     fn http(

@@ -2,6 +2,8 @@
 //! server with relaxed atomics (no lock on the request path), read by
 //! whoever wants a snapshot.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
@@ -14,6 +16,9 @@ pub struct Stats {
     pub ws_connections: AtomicUsize,
     pub requests: AtomicU64,
     pub vhosts: Vec<VhostStats>,
+    /// WebSocket connections with an authenticated user (SPEC §6.5), by
+    /// user; see [`AuthCount`].
+    users: Mutex<HashMap<String, usize>>,
 }
 
 /// Counters and description of one vhost.
@@ -35,6 +40,15 @@ impl Stats {
             ws_connections: AtomicUsize::new(0),
             requests: AtomicU64::new(0),
             vhosts,
+            users: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Authenticated WebSocket connections and distinct users among them.
+    pub fn authenticated(&self) -> (usize, usize) {
+        match self.users.lock() {
+            Ok(u) => (u.values().sum(), u.len()),
+            Err(_) => (0, 0),
         }
     }
 
@@ -79,6 +93,37 @@ impl Drop for WsCount {
         self.stats.ws_connections.fetch_sub(1, Ordering::Relaxed);
         if let Some(v) = self.stats.vhosts.get(self.vhost) {
             v.ws_connections.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Counts a WebSocket connection with an authenticated user while it lives.
+pub struct AuthCount {
+    stats: std::sync::Arc<Stats>,
+    user: String,
+}
+
+impl AuthCount {
+    pub fn new(stats: std::sync::Arc<Stats>, user: &str) -> AuthCount {
+        if let Ok(mut u) = stats.users.lock() {
+            *u.entry(user.to_string()).or_insert(0) += 1;
+        }
+        AuthCount {
+            stats,
+            user: user.to_string(),
+        }
+    }
+}
+
+impl Drop for AuthCount {
+    fn drop(&mut self) {
+        if let Ok(mut u) = self.stats.users.lock()
+            && let Some(n) = u.get_mut(&self.user)
+        {
+            *n -= 1;
+            if *n == 0 {
+                u.remove(&self.user);
+            }
         }
     }
 }

@@ -3,6 +3,7 @@
 //! [`negotiate`] with the request head and the vhost, and either writes the
 //! 101 this returns or answers with the refusal's status.
 
+use crate::deflate::DeflateParams;
 use crate::handshake;
 use http::request::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
@@ -28,8 +29,11 @@ pub fn is_upgrade(parts: &Parts) -> bool {
 pub struct Accepted {
     /// Index into the vhost's `ws_protocols`.
     pub entry: usize,
-    /// Headers of the 101 answer (Upgrade, Connection, Accept, Protocol).
+    /// Headers of the 101 answer (Upgrade, Connection, Accept, Protocol,
+    /// Extensions).
     pub headers: HeaderMap,
+    /// permessage-deflate's agreed parameters, when it was negotiated.
+    pub deflate: Option<DeflateParams>,
 }
 
 /// A refused handshake: the status, its headers, and a reason for the log.
@@ -144,7 +148,25 @@ pub fn negotiate(
     {
         headers.insert(HeaderName::from_static("sec-websocket-protocol"), v);
     }
-    Ok(Accepted { entry, headers })
+    // permessage-deflate (RFC 7692): the first acceptable offer, if the
+    // vhost allows compression.
+    let mut deflate = None;
+    if vhost.ws_deflate
+        && let Some((params, answer)) = crate::deflate::negotiate(
+            h.get_all("sec-websocket-extensions")
+                .iter()
+                .map(|v| v.as_bytes()),
+        )
+        && let Ok(v) = HeaderValue::from_str(&answer)
+    {
+        headers.insert(HeaderName::from_static("sec-websocket-extensions"), v);
+        deflate = Some(params);
+    }
+    Ok(Accepted {
+        entry,
+        headers,
+        deflate,
+    })
 }
 
 /// SPEC §6.2: `same`, `trusted` or `off`; no Origin header is allowed.

@@ -51,6 +51,24 @@ pub enum Command {
     /// A serving process, started by the supervisor with its descriptors.
     #[command(hide = true)]
     Worker,
+    /// Print a signed token for WebSocket authentication (`auth-hmac-key-file`).
+    Token(TokenArgs),
+}
+
+/// `lwsws token --key-file FILE --user NAME [--ttl SECS]`.
+#[derive(Debug, clap::Args)]
+pub struct TokenArgs {
+    /// The key: this file's bytes as they are (the protocol's `auth-hmac-key-file`).
+    #[arg(long = "key-file", value_name = "FILE")]
+    pub key_file: PathBuf,
+
+    /// The user name the token carries (not empty, no ';').
+    #[arg(long, value_name = "NAME")]
+    pub user: String,
+
+    /// Seconds the token stays valid.
+    #[arg(long, value_name = "SECS", default_value_t = 3600)]
+    pub ttl: u64,
 }
 
 /// The `-d` level as a name the worker's command line accepts.

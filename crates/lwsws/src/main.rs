@@ -13,8 +13,10 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     cli::init_logging(cli.log_level);
-    if let Some(cli::Command::Worker) = cli.command {
-        return worker::run();
+    match &cli.command {
+        Some(cli::Command::Worker) => return worker::run(),
+        Some(cli::Command::Token(args)) => return token(args),
+        None => {}
     }
 
     let opts = LoadOptions {
@@ -54,6 +56,43 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     serve(&cli, opts, loaded.config)
+}
+
+/// `lwsws token`: prints a signed token (SPEC §6.5).
+fn token(args: &cli::TokenArgs) -> ExitCode {
+    use lwsws_ws::token::{SignError, TokenKey};
+    let bytes = match std::fs::read(&args.key_file) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!(
+                "lwsws: {}: cannot read the key ({e})",
+                args.key_file.display()
+            );
+            return ExitCode::from(exit::CONFIG);
+        }
+    };
+    if bytes.ends_with(b"\n") {
+        eprintln!(
+            "lwsws: warning: {} ends in a newline, which is part of the key",
+            args.key_file.display()
+        );
+    }
+    match TokenKey::new(&bytes).sign_for(&args.user, args.ttl) {
+        Ok(t) => {
+            println!("{t}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            let hint = match e {
+                SignError::EmptyUser | SignError::BadUser => {
+                    "give --user a name without ';' or control characters"
+                }
+                SignError::Expiry => "give a smaller --ttl",
+            };
+            eprintln!("lwsws: {e} ({hint})");
+            ExitCode::from(exit::USAGE)
+        }
+    }
 }
 
 fn print_diagnostics(list: &[Diagnostic]) {

@@ -28,6 +28,10 @@ impl VhostProtocol for DumbIncrement {
     fn connect(&self, _conn: &Arc<ConnHandle>, _info: &ConnectInfo) -> Option<Box<dyn Session>> {
         Some(Box::new(Counter { number: 0 }))
     }
+
+    fn session_tick(&self) -> Option<Duration> {
+        Some(PERIOD)
+    }
 }
 
 struct Counter {

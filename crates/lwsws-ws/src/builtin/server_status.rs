@@ -68,6 +68,7 @@ struct StatusVhost {
 impl StatusVhost {
     fn snapshot(&self) -> String {
         let s = &self.stats;
+        let (auth_connections, auth_users) = s.authenticated();
         let mut i = json!({
             "server": "lwsws",
             "version": env!("CARGO_PKG_VERSION"),
@@ -79,6 +80,12 @@ impl StatusVhost {
                 "ws": s.ws_connections.load(Ordering::Relaxed),
             },
             "requests": s.requests.load(Ordering::Relaxed),
+            // WebSocket connections with an authenticated user (basic-auth
+            // or token pvos, SPEC §6.5) and how many distinct users they are.
+            "authenticated": {
+                "connections": auth_connections,
+                "users": auth_users,
+            },
         });
         if !self.hide_vhosts {
             let vhosts: Vec<Value> = s
