@@ -15,14 +15,28 @@
 # the matrix CONNS_LIST x SIZES it prints wsecho's human-readable line and its
 # machine-readable line:
 #   wsecho conns=N size=B msgs_per_s=X p50_us=.. p99_us=.. p999_us=.. errors=E
-#          inflight=K secs=S open=N client_cpu=C [srv_cpu=C]
+#          inflight=K secs=S open=N client_cpu=C [payload=json]
+#          [deflate=1 tx_ratio=R rx_ratio=R] [srv_cpu=C]
 # client_cpu / srv_cpu are the share of one core the load generator / the lwsws
-# started here used while measuring: a client_cpu near 1.0 means wsecho, not the
-# server, set the pace; srv_cpu well under 1.0 means the server was not
-# saturated. Every echo is checked byte for byte (see bench/wsecho/src/main.rs).
+# started here (supervisor and workers) used while measuring: a client_cpu near
+# 1.0 means wsecho, not the server, set the pace; srv_cpu well under 1.0 means
+# the server was not saturated. Every echo is checked byte for byte (see
+# bench/wsecho/src/main.rs).
+#
+# Compression: DEFLATE=1 makes wsecho offer permessage-deflate and fail unless
+# the server accepts it (lwsws does by default, "ws-deflate"); then every
+# message is deflated by wsecho and inflated by the server, and the echo
+# deflated by the server (when at least "ws-deflate-threshold", 64 B, long)
+# and inflated by wsecho before it is checked. tx_ratio / rx_ratio are the
+# compressed sizes of what was sent / what came back over their plain size.
+# PAYLOAD=json sends JSON text of exactly SIZE bytes (objects like
+# {"id":123,"name":"user-123","tags":["a","b"],"active":true}, numbers new in
+# every message), compressible as JSON traffic is; the default (PAYLOAD unset
+# or random) is printable ASCII noise. Both apply to the sanity check too.
 #
 # Env: CONNS_LIST ("64 512"), SIZES ("64 1024"), INFLIGHT (1), DUR (5 s),
-# WARMUP (1 s), PROTOCOL (echo), THREADS (wsecho threads, 1), LWSWS (path to the
+# WARMUP (1 s), PROTOCOL (echo), THREADS (wsecho threads, 1), DEFLATE (unset:
+# off; 1: permessage-deflate), PAYLOAD (random; json), LWSWS (path to the
 # binary), BENCH_TARGET_DIR. Needs: cargo (to build wsecho); taskset optional.
 # Exit status: 2 when something needed is missing, 1 when the sanity check
 # (one connection, every echo intact) fails, else 0.
@@ -33,6 +47,18 @@ URL=${1:-}
 CONNS_LIST=${CONNS_LIST:-"64 512"} SIZES=${SIZES:-"64 1024"} INFLIGHT=${INFLIGHT:-1}
 DUR=${DUR:-5} WARMUP=${WARMUP:-1} PROTOCOL=${PROTOCOL:-echo} THREADS=${THREADS:-1}
 DUR=${DUR%s} WARMUP=${WARMUP%s}
+DEFLATE=${DEFLATE:-} PAYLOAD=${PAYLOAD:-}
+EXTRA=()
+case "$DEFLATE" in
+  "" | 0) ;;
+  1) EXTRA+=(--deflate) ;;
+  *) echo "DEFLATE must be 1 (or unset/0), not $DEFLATE"; exit 2 ;;
+esac
+case "$PAYLOAD" in
+  "") ;;
+  random | json) EXTRA+=(--payload "$PAYLOAD") ;;
+  *) echo "PAYLOAD must be random or json, not $PAYLOAD"; exit 2 ;;
+esac
 LWSWS=${LWSWS:-$ROOT/target/release/lwsws}
 BENCH_TARGET=${BENCH_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/lwsws-bench}
 WSECHO=$BENCH_TARGET/release/wsecho
@@ -94,13 +120,24 @@ JSON
   echo "lwsws $LWSWS on $URL (count-threads 1${PIN_SRV:+, CPU 0})"
 fi
 
-srv_ticks() { awk '{print $14 + $15}' "/proc/$SRV/stat" 2>/dev/null || echo 0; }
-wsecho() { "${PIN_CLI[@]}" "$WSECHO" --url "$URL" --protocol "$PROTOCOL" --threads "$THREADS" "$@"; }
+# CPU ticks (user + system) of every process of the server's session: lwsws
+# serves from a `lwsws worker` child, not from the supervisor started here.
+srv_ticks() {
+  local t=0 f line
+  for f in /proc/[0-9]*/stat; do
+    read -r line <"$f" 2>/dev/null || continue
+    # After "PID (comm) ": state ppid pgrp session ... utime (12th) stime (13th).
+    set -- ${line##*) }
+    [ "${4:-}" = "$SRV" ] && t=$((t + ${12} + ${13}))
+  done
+  echo "$t"
+}
+wsecho() { "${PIN_CLI[@]}" "$WSECHO" --url "$URL" --protocol "$PROTOCOL" --threads "$THREADS" "${EXTRA[@]}" "$@"; }
 
 # Sanity: one connection, every echo intact.
 out=$(wsecho --conns 1 --size 64 --duration 0.5 --warmup 0 2>&1) || true
 if ! grep -q '^wsecho conns=.* errors=0 ' <<<"$out" || grep -q 'msgs_per_s=0 ' <<<"$out"; then
-  echo "sanity check failed: $URL does not echo with subprotocol $PROTOCOL"
+  echo "sanity check failed: $URL does not echo with subprotocol $PROTOCOL${EXTRA[*]:+ (${EXTRA[*]})}"
   echo "$out"
   [ -z "$W" ] || { echo "--- lwsws log:"; tail -20 "$W/lwsws.log"; }
   exit 1

@@ -11,9 +11,24 @@
 //! Every echo is checked: it must be one whole message (a server may fragment
 //! it into several frames) with the opcode and the exact bytes that were sent,
 //! in order. Payloads are printable ASCII (valid UTF-8, so text frames work
-//! too): the first bytes are the message's sequence number, the rest a filler
-//! that differs per connection, so a reply that went to the wrong connection
-//! or came back out of order is caught.
+//! too). `--payload random` (the default): the first bytes are the message's
+//! sequence number, the rest a filler that differs per connection, so a reply
+//! that went to the wrong connection or came back out of order is caught.
+//! `--payload json`: every message is JSON text of exactly `--size` bytes,
+//! `{"seq":"00000042","items":[{"id":4711,"name":"user-4711","tags":["a","b"],
+//! "active":true},...]}` padded with spaces before its closing `]}`, the
+//! numbers drawn anew for every message (per connection), so it compresses as
+//! JSON traffic does; a copy of each message in flight is kept to check its
+//! echo against.
+//!
+//! `--deflate` offers permessage-deflate (`permessage-deflate;
+//! client_max_window_bits`) and fails the connection unless the server
+//! accepts it; then every message sent is deflated (RSV1 set, the trailing
+//! `00 00 ff ff` removed; context takeover unless the server's answer has
+//! `client_no_context_takeover`), and every echo with RSV1 is inflated (one
+//! inflate context per connection unless `server_no_context_takeover`) before
+//! it is checked. An echo without RSV1 is taken as it is (a server may send
+//! small messages uncompressed). See `deflate.rs`.
 //!
 //! Errors, all counted in `errors=`: `connect` (TCP connect or opening
 //! handshake failed or timed out), `closed` (the server closed or reset the
@@ -30,8 +45,11 @@
 //! `wsecho conns=N size=B msgs_per_s=X p50_us=.. p99_us=.. p999_us=.. errors=E`
 //! followed by `inflight= secs= open= client_cpu=` (client_cpu = CPU seconds
 //! this process used in the window / its length; near 1.0 per thread means the
-//! client set the pace, not the server).
+//! client set the pace, not the server), then, only when the options are on,
+//! `payload=json` and `deflate=1 tx_ratio= rx_ratio=` (the deflated size of
+//! what was sent / of what came back, over the uncompressed size).
 
+mod deflate;
 mod ws;
 
 use std::cell::RefCell;
@@ -60,6 +78,10 @@ usage: wsecho --url ws://HOST:PORT/PATH [options]
   --duration SECS      measured seconds (10)
   --warmup SECS        unmeasured seconds before them (1)
   --binary             send binary messages (default: text)
+  --payload KIND       random: printable ASCII noise (the default); json:
+                       JSON text of objects with varying numbers
+  --deflate            offer permessage-deflate, require it, compress every
+                       message sent and inflate the echoes
   --threads T          client threads, each with its own event loop (1)
   --open-at-once N     handshakes in flight at once while connecting (200)
   --timeout SECS       limit for connect + handshake, and for an echo to be
@@ -78,6 +100,8 @@ struct Opts {
     duration: f64,
     warmup: f64,
     binary: bool,
+    json: bool,
+    deflate: bool,
     threads: usize,
     open_at_once: usize,
     timeout: f64,
@@ -98,6 +122,8 @@ fn parse_opts() -> Opts {
         duration: 10.0,
         warmup: 1.0,
         binary: false,
+        json: false,
+        deflate: false,
         threads: 1,
         open_at_once: 200,
         timeout: 5.0,
@@ -142,6 +168,14 @@ fn parse_opts() -> Opts {
             "--duration" => o.duration = secs(value()),
             "--warmup" => o.warmup = secs(value()),
             "--binary" => o.binary = true,
+            "--payload" => {
+                o.json = match value().as_str() {
+                    "random" => false,
+                    "json" => true,
+                    v => die(&format!("--payload: random or json, not {v:?}")),
+                }
+            }
+            "--deflate" => o.deflate = true,
             "--threads" => o.threads = count(value()),
             "--open-at-once" => o.open_at_once = count(value()),
             "--timeout" => o.timeout = secs(value()),
@@ -207,6 +241,10 @@ struct Stats {
     /// The first few error messages, for stderr.
     notes: Vec<String>,
     cpu_secs: Option<f64>,
+    /// permessage-deflate: bytes sent before / after deflating, bytes
+    /// received after / before inflating (all connections, whole run).
+    tx: (u64, u64),
+    rx: (u64, u64),
 }
 
 impl Stats {
@@ -219,6 +257,8 @@ impl Stats {
             errors: [0; 5],
             notes: Vec::new(),
             cpu_secs: None,
+            tx: (0, 0),
+            rx: (0, 0),
         }
     }
     fn error(&mut self, kind: Kind, conn: usize, msg: String) {
@@ -236,6 +276,8 @@ impl Stats {
         }
         self.notes.extend(o.notes);
         self.cpu_secs = self.cpu_secs.or(o.cpu_secs);
+        self.tx = (self.tx.0 + o.tx.0, self.tx.1 + o.tx.1);
+        self.rx = (self.rx.0 + o.rx.0, self.rx.1 + o.rx.1);
     }
 }
 
@@ -249,13 +291,24 @@ struct Conn {
     rpos: usize,
     wbuf: Vec<u8>,
     wpos: usize,
-    /// This connection's payload: SEQ_DIGITS sequence digits, then a filler.
+    /// The message size.
+    size: usize,
+    /// `--payload random`: this connection's payload, SEQ_DIGITS sequence
+    /// digits, then a filler. Empty with `--payload json`.
     payload: Vec<u8>,
+    /// `--payload json`: the numbers of the messages; copies of the messages
+    /// in flight, oldest first; spare buffers for the next ones.
+    json: Option<Rng>,
+    sent: VecDeque<Vec<u8>>,
+    spare: Vec<Vec<u8>>,
+    /// permessage-deflate, when negotiated.
+    codec: Option<deflate::Codec>,
     /// Messages sent and not back yet: sequence number, time sent.
     outstanding: VecDeque<(u64, Instant)>,
     next_seq: u64,
-    /// A fragmented message being reassembled: its opcode and bytes so far.
-    frag: Option<(u8, Vec<u8>)>,
+    /// A fragmented message being reassembled: its opcode, whether it is
+    /// compressed (RSV1 on its first frame), its bytes so far.
+    frag: Option<(u8, bool, Vec<u8>)>,
     rng: Rng,
 }
 
@@ -271,13 +324,92 @@ fn max_frame(size: usize) -> usize {
     size.max(64 * 1024) * 2
 }
 
+/// Writes message `seq` as JSON text of exactly `size` bytes into `out`:
+/// `{"seq":"00000042","items":[` (the sequence number's last 8 decimal
+/// digits), as many objects like `{"id":4711,"name":"user-4711","tags":
+/// ["a","b"],"active":true}` as fit, with numbers, tags and flags drawn from
+/// `rng`, then spaces and `]}`. Under 29 bytes, that skeleton cut short.
+fn json_message(out: &mut Vec<u8>, size: usize, seq: u64, rng: &mut Rng) {
+    const TAGS: [&[u8]; 4] = [b"[\"a\",\"b\"]", b"[\"a\"]", b"[]", b"[\"b\",\"c\",\"d\"]"];
+    fn num(out: &mut Vec<u8>, mut n: u64) {
+        let mut d = [0u8; 20];
+        let mut i = d.len();
+        loop {
+            i -= 1;
+            d[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        out.extend_from_slice(&d[i..]);
+    }
+    out.clear();
+    out.extend_from_slice(b"{\"seq\":\"");
+    let mut s = seq % 100_000_000;
+    let at = out.len();
+    out.extend_from_slice(b"00000000");
+    for b in out[at..].iter_mut().rev() {
+        *b = b'0' + (s % 10) as u8;
+        s /= 10;
+    }
+    out.extend_from_slice(b"\",\"items\":[");
+    let mut first = true;
+    while out.len() + 2 < size {
+        let mark = out.len();
+        let r = rng.next();
+        let id = (r >> 8) % 100_000;
+        if !first {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"id\":");
+        num(out, id);
+        out.extend_from_slice(b",\"name\":\"user-");
+        num(out, id);
+        out.extend_from_slice(b"\",\"tags\":");
+        out.extend_from_slice(TAGS[(r & 3) as usize]);
+        out.extend_from_slice(if r & 4 != 0 {
+            b",\"active\":true}"
+        } else {
+            b",\"active\":false}"
+        });
+        if out.len() + 2 > size {
+            out.truncate(mark);
+            break;
+        }
+        first = false;
+    }
+    if out.len() + 2 <= size {
+        out.resize(size - 2, b' ');
+    }
+    out.extend_from_slice(b"]}");
+    out.truncate(size);
+}
+
 impl Conn {
     fn send_message(&mut self, opcode: u8, now: Instant) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        seq_digits(seq, &mut self.payload);
+        let msg: &[u8] = match self.json.as_mut() {
+            Some(rng) => {
+                let mut b = self.spare.pop().unwrap_or_default();
+                json_message(&mut b, self.size, seq, rng);
+                self.sent.push_back(b);
+                self.sent.back().map_or(&[], |b| b.as_slice())
+            }
+            None => {
+                seq_digits(seq, &mut self.payload);
+                &self.payload
+            }
+        };
         let mask = self.rng.mask();
-        ws::put_frame(&mut self.wbuf, opcode, &self.payload, mask);
+        match self.codec.as_mut() {
+            Some(c) => {
+                c.deflate(msg);
+                ws::put_frame_rsv1(&mut self.wbuf, opcode, true, &c.deflated, mask);
+            }
+            None => ws::put_frame(&mut self.wbuf, opcode, msg, mask),
+        }
         self.outstanding.push_back((seq, now));
     }
 
@@ -289,10 +421,10 @@ impl Conn {
         window: (Instant, Instant),
         stats: &RefCell<Stats>,
     ) -> Result<(), Fail> {
-        let max = max_frame(self.payload.len());
+        let max = max_frame(self.size);
         loop {
             let avail = &self.rbuf[self.rpos..];
-            let h = match ws::parse_head(avail, max) {
+            let h = match ws::parse_head(avail, max, self.codec.is_some()) {
                 Ok(Some(h)) => h,
                 Ok(None) => break,
                 Err(e) => return Err(Fail(Kind::Protocol, e)),
@@ -304,7 +436,7 @@ impl Conn {
             let end = start + h.payload_len;
             self.rpos = end;
             let data = &self.rbuf[start..end];
-            let message: Option<(u8, &[u8])> = match (h.opcode, self.frag.as_mut()) {
+            let message: Option<(u8, bool, &[u8])> = match (h.opcode, self.frag.as_mut()) {
                 (OP_PING, _) => {
                     let mask = self.rng.mask();
                     ws::put_frame(&mut self.wbuf, OP_PONG, data, mask);
@@ -329,9 +461,9 @@ impl Conn {
                         "a new message inside a fragmented one".into(),
                     ));
                 }
-                (OP_TEXT | OP_BINARY, None) if h.fin => Some((h.opcode, data)),
+                (OP_TEXT | OP_BINARY, None) if h.fin => Some((h.opcode, h.rsv1, data)),
                 (OP_TEXT | OP_BINARY, None) => {
-                    self.frag = Some((h.opcode, data.to_vec()));
+                    self.frag = Some((h.opcode, h.rsv1, data.to_vec()));
                     None
                 }
                 (OP_CONT, None) => {
@@ -340,7 +472,7 @@ impl Conn {
                         "a continuation frame outside a message".into(),
                     ));
                 }
-                (OP_CONT, Some((_, buf))) => {
+                (OP_CONT, Some((_, _, buf))) => {
                     buf.extend_from_slice(data);
                     if buf.len() > max {
                         return Err(Fail(
@@ -358,16 +490,41 @@ impl Conn {
             } else {
                 None
             };
-            let message = message.or_else(|| frag_done.as_ref().map(|(op, b)| (*op, b.as_slice())));
-            if let Some((opcode, got)) = message {
+            let message =
+                message.or_else(|| frag_done.as_ref().map(|(op, z, b)| (*op, *z, b.as_slice())));
+            if let Some((opcode, compressed, got)) = message {
+                let got = match (compressed, self.codec.as_mut()) {
+                    (true, Some(c)) => {
+                        c.inflate(got, max)
+                            .map_err(|e| Fail(Kind::Protocol, format!("an echo: {e}")))?;
+                        c.inflated.as_slice()
+                    }
+                    (true, None) => {
+                        return Err(Fail(Kind::Protocol, "RSV1 without deflate".into()));
+                    }
+                    (false, Some(c)) => {
+                        // Uncompressed (allowed), counted as it is.
+                        c.rx.0 += got.len() as u64;
+                        c.rx.1 += got.len() as u64;
+                        got
+                    }
+                    (false, None) => got,
+                };
                 let Some((seq, sent)) = self.outstanding.pop_front() else {
                     return Err(Fail(
                         Kind::Mismatch,
                         format!("an unsolicited {}-byte message", got.len()),
                     ));
                 };
-                check_echo(&self.payload, seq, opcode_sent, opcode, got)
-                    .map_err(|e| Fail(Kind::Mismatch, format!("message {seq}: {e}")))?;
+                let checked = if self.json.is_some() {
+                    let want = self.sent.pop_front().unwrap_or_default();
+                    let r = check_bytes(&want, opcode_sent, opcode, got);
+                    self.spare.push(want);
+                    r
+                } else {
+                    check_echo(&self.payload, seq, opcode_sent, opcode, got)
+                };
+                checked.map_err(|e| Fail(Kind::Mismatch, format!("message {seq}: {e}")))?;
                 if now >= window.0 && now < window.1 {
                     let mut s = stats.borrow_mut();
                     s.completed += 1;
@@ -421,6 +578,27 @@ fn check_echo(
     Ok(())
 }
 
+/// Is `got` (with `opcode`) the echo of `want` (sent as `opcode_sent`)?
+fn check_bytes(want: &[u8], opcode_sent: u8, opcode: u8, got: &[u8]) -> Result<(), String> {
+    if opcode != opcode_sent {
+        return Err(format!(
+            "came back with opcode {opcode}, sent with {opcode_sent}"
+        ));
+    }
+    if got.len() != want.len() {
+        return Err(format!(
+            "came back with {} bytes, sent {}",
+            got.len(),
+            want.len()
+        ));
+    }
+    if got != want {
+        let at = (0..got.len()).find(|&i| got[i] != want[i]).unwrap_or(0);
+        return Err(format!("came back different from byte {at} on"));
+    }
+    Ok(())
+}
+
 async fn open(
     id: usize,
     addr: SocketAddr,
@@ -438,12 +616,26 @@ async fn open(
     key[..8].copy_from_slice(&rng.next().to_ne_bytes());
     key[8..].copy_from_slice(&rng.next().to_ne_bytes());
     let mut rbuf = Vec::with_capacity(16 * 1024);
-    ws::handshake(&mut stream, target, o.protocol.as_deref(), key, &mut rbuf).await?;
-    // A per-connection filler after the sequence digits.
+    let deflate = ws::handshake(
+        &mut stream,
+        target,
+        o.protocol.as_deref(),
+        o.deflate,
+        key,
+        &mut rbuf,
+    )
+    .await?;
+    // A per-connection filler after the sequence digits, or the numbers of
+    // the JSON messages.
     let mut fill = Rng::new(rng.next() ^ id as u64);
-    let payload = (0..o.size)
-        .map(|_| 0x21 + (fill.next() % 94) as u8)
-        .collect();
+    let (payload, json) = if o.json {
+        (Vec::new(), Some(fill))
+    } else {
+        let payload = (0..o.size)
+            .map(|_| 0x21 + (fill.next() % 94) as u8)
+            .collect();
+        (payload, None)
+    };
     Ok(Conn {
         id,
         stream,
@@ -451,7 +643,12 @@ async fn open(
         rpos: 0,
         wbuf: Vec::with_capacity(o.inflight * (o.size + 14) + 256),
         wpos: 0,
+        size: o.size,
         payload,
+        json,
+        sent: VecDeque::new(),
+        spare: Vec::new(),
+        codec: deflate.map(deflate::Codec::new),
         outstanding: VecDeque::with_capacity(o.inflight),
         next_seq: 0,
         frag: None,
@@ -518,6 +715,11 @@ async fn run(mut c: Conn, o: Rc<Opts>, stats: Rc<RefCell<Stats>>, window: (Insta
         }
     }
     .await;
+    if let Some(codec) = &c.codec {
+        let mut s = stats.borrow_mut();
+        s.tx = (s.tx.0 + codec.tx.0, s.tx.1 + codec.tx.1);
+        s.rx = (s.rx.0 + codec.rx.0, s.rx.1 + codec.rx.1);
+    }
     if let Err(Fail(kind, msg)) = result {
         stats.borrow_mut().error(kind, c.id, msg);
         return;
@@ -565,7 +767,7 @@ async fn run(mut c: Conn, o: Rc<Opts>, stats: Rc<RefCell<Stats>>, window: (Insta
         c.stream.write_all(&c.wbuf[c.wpos..]).await?;
         loop {
             loop {
-                match ws::parse_head(&c.rbuf[c.rpos..], max_frame(c.payload.len())) {
+                match ws::parse_head(&c.rbuf[c.rpos..], max_frame(c.size), c.codec.is_some()) {
                     Ok(Some(h)) if c.rbuf.len() - c.rpos >= h.header_len + h.payload_len => {
                         if h.opcode == OP_CLOSE {
                             return Ok(());
@@ -794,13 +996,27 @@ fn main() {
         .iter()
         .map(|(k, name)| format!("{name} {}", total.errors[*k as usize]))
         .collect();
+    let ratio = |(plain, packed): (u64, u64)| {
+        if plain == 0 {
+            0.0
+        } else {
+            packed as f64 / plain as f64
+        }
+    };
+    let (tx_ratio, rx_ratio) = (ratio(total.tx), ratio(total.rx));
     println!(
-        "wsecho {}  {} conns ({} open)  {} B {}  inflight {}  {} s after {} s warm-up: {:.0} msg/s  rtt p50 {:.1} us  p99 {:.1} us  p99.9 {:.1} us  max {:.1} us  errors {} ({})  client cpu {}",
+        "wsecho {}  {} conns ({} open)  {} B {}{}{}  inflight {}  {} s after {} s warm-up: {:.0} msg/s  rtt p50 {:.1} us  p99 {:.1} us  p99.9 {:.1} us  max {:.1} us  errors {} ({})  client cpu {}",
         o.url,
         o.conns,
         total.open,
         o.size,
         if o.binary { "binary" } else { "text" },
+        if o.json { " json" } else { "" },
+        if o.deflate {
+            format!(" deflated (sent {tx_ratio:.3}, echoes {rx_ratio:.3} of their size)")
+        } else {
+            String::new()
+        },
         o.inflight,
         o.duration,
         o.warmup,
@@ -814,7 +1030,7 @@ fn main() {
         cpu.map_or("-".into(), |c| format!("{c:.2}")),
     );
     println!(
-        "wsecho conns={} size={} msgs_per_s={:.0} p50_us={:.1} p99_us={:.1} p999_us={:.1} errors={} inflight={} secs={} open={} client_cpu={}",
+        "wsecho conns={} size={} msgs_per_s={:.0} p50_us={:.1} p99_us={:.1} p999_us={:.1} errors={} inflight={} secs={} open={} client_cpu={}{}{}",
         o.conns,
         o.size,
         rate,
@@ -826,8 +1042,53 @@ fn main() {
         o.duration,
         total.open,
         cpu.map_or("-".into(), |c| format!("{c:.2}")),
+        if o.json { " payload=json" } else { "" },
+        if o.deflate {
+            format!(" deflate=1 tx_ratio={tx_ratio:.3} rx_ratio={rx_ratio:.3}")
+        } else {
+            String::new()
+        },
     );
     if total.open == 0 {
         std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_messages() {
+        let mut rng = Rng::new(1);
+        let mut out = Vec::new();
+        for size in (1..200).chain([1000, 1023, 1024, 1025, 4096, 65536]) {
+            for seq in [0, 42, 99_999_999, 123_456_789] {
+                json_message(&mut out, size, seq, &mut rng);
+                assert_eq!(out.len(), size);
+                assert!(out.iter().all(|b| (0x20..0x7f).contains(b)));
+                if size >= 29 {
+                    let seq8 = format!("{:08}", seq % 100_000_000);
+                    assert!(
+                        out.starts_with(format!("{{\"seq\":\"{seq8}\",\"items\":[").as_bytes())
+                    );
+                    assert!(out.ends_with(b"]}"));
+                }
+            }
+        }
+        // Enough objects, and not the same message twice.
+        json_message(&mut out, 1024, 7, &mut rng);
+        let a = out.clone();
+        assert!(String::from_utf8_lossy(&a).matches("\"active\":").count() >= 14);
+        json_message(&mut out, 1024, 7, &mut rng);
+        assert_ne!(a, out);
+    }
+
+    #[test]
+    fn checks() {
+        assert!(check_bytes(b"abc", OP_TEXT, OP_TEXT, b"abc").is_ok());
+        assert!(check_bytes(b"abc", OP_TEXT, OP_BINARY, b"abc").is_err());
+        assert!(check_bytes(b"abc", OP_TEXT, OP_TEXT, b"abd").is_err());
+        assert!(check_bytes(b"abc", OP_TEXT, OP_TEXT, b"ab").is_err());
     }
 }

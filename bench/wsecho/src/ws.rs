@@ -1,6 +1,8 @@
 //! The client side of RFC 6455, as much as an echo benchmark needs: the URL,
 //! the opening handshake (checked strictly), masked frames out, unmasked frames
-//! in. No extensions are offered, so reserved bits are errors.
+//! in. The one extension is permessage-deflate, when asked for (see
+//! `deflate.rs`): then RSV1 marks a compressed message; any other reserved
+//! bit is an error.
 
 use base64::Engine as _;
 use sha1::{Digest, Sha1};
@@ -84,14 +86,17 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 /// Sends the upgrade request and checks the server's answer: 101, `Upgrade:
 /// websocket`, `Connection: upgrade`, the right `Sec-WebSocket-Accept`, the
 /// requested subprotocol selected (none when none was requested), no
-/// extension. Bytes the server sent after its response stay in `rbuf`.
+/// extension, or with `deflate` permessage-deflate offered and accepted
+/// (its answer's parameters are returned). Bytes the server sent after its
+/// response stay in `rbuf`.
 pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     s: &mut S,
     t: &Target,
     protocol: Option<&str>,
+    deflate: bool,
     key: [u8; 16],
     rbuf: &mut Vec<u8>,
-) -> Result<(), String> {
+) -> Result<Option<crate::deflate::Params>, String> {
     let b64 = base64::engine::general_purpose::STANDARD;
     let key = b64.encode(key);
     let mut req = format!(
@@ -101,6 +106,12 @@ pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     );
     if let Some(p) = protocol {
         req.push_str(&format!("Sec-WebSocket-Protocol: {p}\r\n"));
+    }
+    if deflate {
+        req.push_str(&format!(
+            "Sec-WebSocket-Extensions: {}\r\n",
+            crate::deflate::OFFER
+        ));
     }
     req.push_str("\r\n");
     s.write_all(req.as_bytes())
@@ -173,13 +184,28 @@ pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
             ));
         }
     }
-    if let Some(v) = get("sec-websocket-extensions") {
+    // All the Sec-WebSocket-Extensions headers, as one list.
+    let exts: Vec<String> = resp
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("sec-websocket-extensions"))
+        .map(|h| String::from_utf8_lossy(h.value).trim().to_string())
+        .collect();
+    let params = if exts.is_empty() {
+        if deflate {
+            return Err("the server did not accept permessage-deflate".into());
+        }
+        None
+    } else if !deflate {
         return Err(format!(
-            "the server selected an extension nobody offered: {v}"
+            "the server selected an extension nobody offered: {}",
+            exts.join(", ")
         ));
-    }
+    } else {
+        Some(crate::deflate::parse_answer(&exts.join(", "))?)
+    };
     rbuf.drain(..head_len);
-    Ok(())
+    Ok(params)
 }
 
 /// XORs `buf` with the masking key, eight bytes at a time.
@@ -201,8 +227,13 @@ pub fn apply_mask(buf: &mut [u8], mask: [u8; 4]) {
 
 /// Appends one complete (FIN) client frame, masked with `mask`.
 pub fn put_frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8], mask: [u8; 4]) {
+    put_frame_rsv1(out, opcode, false, payload, mask)
+}
+
+/// [`put_frame`], with RSV1 set when `rsv1` (a compressed message).
+pub fn put_frame_rsv1(out: &mut Vec<u8>, opcode: u8, rsv1: bool, payload: &[u8], mask: [u8; 4]) {
     let len = payload.len();
-    out.push(0x80 | opcode);
+    out.push(0x80 | if rsv1 { 0x40 } else { 0 } | opcode);
     if len < 126 {
         out.push(0x80 | len as u8);
     } else if len <= 0xffff {
@@ -222,21 +253,32 @@ pub fn put_frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8], mask: [u8; 4]) {
 #[derive(Debug, PartialEq)]
 pub struct Head {
     pub fin: bool,
+    /// The first frame of a compressed message (only with `rsv1_ok`).
+    pub rsv1: bool,
     pub opcode: u8,
     pub header_len: usize,
     pub payload_len: usize,
 }
 
 /// Parses the frame header at the start of `buf`: `Ok(None)` when more bytes
-/// are needed, `Err` when the server broke the protocol.
-pub fn parse_head(buf: &[u8], max_payload: usize) -> Result<Option<Head>, String> {
+/// are needed, `Err` when the server broke the protocol. `rsv1_ok`:
+/// permessage-deflate was negotiated, so RSV1 may be set on the first frame
+/// of a text or binary message.
+pub fn parse_head(buf: &[u8], max_payload: usize, rsv1_ok: bool) -> Result<Option<Head>, String> {
     if buf.len() < 2 {
         return Ok(None);
     }
     let (b0, b1) = (buf[0], buf[1]);
-    if b0 & 0x70 != 0 {
+    let rsv1 = b0 & 0x40 != 0;
+    if b0 & 0x30 != 0 || (rsv1 && !rsv1_ok) {
         return Err(format!(
-            "reserved bits set in a frame ({b0:#04x}) with no extension negotiated"
+            "reserved bits set in a frame ({b0:#04x}) with no extension negotiated for them"
+        ));
+    }
+    if rsv1 && !matches!(b0 & 0x0f, OP_TEXT | OP_BINARY) {
+        return Err(format!(
+            "RSV1 on a frame with opcode {:#x} (only a message's first frame may have it)",
+            b0 & 0x0f
         ));
     }
     if b1 & 0x80 != 0 {
@@ -279,6 +321,7 @@ pub fn parse_head(buf: &[u8], max_payload: usize) -> Result<Option<Head>, String
     }
     Ok(Some(Head {
         fin,
+        rsv1,
         opcode,
         header_len,
         payload_len: payload_len as usize,
@@ -328,18 +371,29 @@ mod tests {
             put_frame(&mut out, OP_BINARY, &vec![7; len], [9, 8, 7, 6]);
             // Unmask it and read it back as if it came from a server.
             out[1] &= 0x7f;
-            let h = parse_head(&out, 1 << 20).unwrap().unwrap();
+            let h = parse_head(&out, 1 << 20, false).unwrap().unwrap();
             assert_eq!((h.fin, h.opcode, h.payload_len), (true, OP_BINARY, len));
+            assert!(!h.rsv1);
             assert!(
-                parse_head(&out[..h.header_len - 1], 1 << 20)
+                parse_head(&out[..h.header_len - 1], 1 << 20, false)
                     .unwrap()
                     .is_none()
             );
         }
-        assert!(parse_head(&[0x81, 0x85], 100).is_err()); // masked
-        assert!(parse_head(&[0xC1, 0x05], 100).is_err()); // RSV1
-        assert!(parse_head(&[0x09, 0x00], 100).is_err()); // fragmented ping
-        assert!(parse_head(&[0x83, 0x00], 100).is_err()); // reserved opcode
-        assert!(parse_head(&[0x82, 0x7e, 0x01, 0x00], 100).is_err()); // too large
+        let mut out = Vec::new();
+        put_frame_rsv1(&mut out, OP_TEXT, true, b"abc", [1, 2, 3, 4]);
+        out[1] &= 0x7f;
+        let h = parse_head(&out, 100, true).unwrap().unwrap();
+        assert!(h.rsv1 && h.fin && h.opcode == OP_TEXT && h.payload_len == 3);
+        assert!(parse_head(&[0x81, 0x85], 100, false).is_err()); // masked
+        assert!(parse_head(&[0xC1, 0x05], 100, false).is_err()); // RSV1
+        assert!(parse_head(&[0xC1, 0x05], 100, true).unwrap().is_some()); // RSV1, deflate
+        assert!(parse_head(&[0xC0, 0x05], 100, true).is_err()); // RSV1 on a continuation
+        assert!(parse_head(&[0xC9, 0x00], 100, true).is_err()); // RSV1 on a ping
+        assert!(parse_head(&[0xA1, 0x05], 100, true).is_err()); // RSV2
+        assert!(parse_head(&[0x91, 0x05], 100, true).is_err()); // RSV3
+        assert!(parse_head(&[0x09, 0x00], 100, false).is_err()); // fragmented ping
+        assert!(parse_head(&[0x83, 0x00], 100, false).is_err()); // reserved opcode
+        assert!(parse_head(&[0x82, 0x7e, 0x01, 0x00], 100, false).is_err()); // too large
     }
 }
