@@ -410,9 +410,9 @@ impl Deflater {
     /// `00 00 ff ff`.
     pub fn deflate(&mut self, payload: &[u8]) -> Vec<u8> {
         let bits = self.params.server_max_window_bits.clamp(9, 15);
-        let c = self.c.get_or_insert_with(|| {
-            Compress::new_with_window_bits(LEVEL, false, bits)
-        });
+        let c = self
+            .c
+            .get_or_insert_with(|| Compress::new_with_window_bits(LEVEL, false, bits));
         let mut out: Vec<u8> = Vec::with_capacity(payload.len() / 2 + 64);
         let start = c.total_in();
         loop {
