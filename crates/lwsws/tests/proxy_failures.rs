@@ -65,12 +65,23 @@ struct Read {
 
 /// `GET path` on a new connection, read to the end.
 fn fetch(port: u16, path: &str) -> Read {
+    fetch_or_nothing(port, path).unwrap_or_else(|| panic!("no complete head in \"\" for {path}"))
+}
+
+/// Like [`fetch`], but `None` when the server closed without a byte: when
+/// an upstream resets before its first body bytes were forwarded, the head
+/// was never flushed and the client sees the connection end, which is as
+/// incomplete as a response can be.
+fn fetch_or_nothing(port: u16, path: &str) -> Option<Read> {
     let mut s = connect(port);
     s.write_all(
         format!("GET {path} HTTP/1.1\r\nHost: proxy.test\r\nConnection: close\r\n\r\n").as_bytes(),
     )
     .unwrap();
     let bytes = read_to_close(&mut s);
+    if bytes.is_empty() {
+        return None;
+    }
     let end = bytes
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -98,7 +109,7 @@ fn fetch(port: u16, path: &str) -> Read {
         reply.body = raw.to_vec();
         true
     };
-    Read { reply, complete }
+    Some(Read { reply, complete })
 }
 
 /// The data of the chunks in `raw`, and whether the terminating zero-size
@@ -206,7 +217,13 @@ fn a_chunked_body_cut_short_never_gets_its_last_chunk() {
     let p = start("cut");
     for how in ["close", "reset"] {
         let path = format!("/u/cut-chunked?how={how}");
-        let read = fetch(p.port, &path);
+        // A reset can reach lwsws before the first chunk was forwarded; the
+        // client then gets nothing at all, which is incomplete too.
+        let Some(read) = fetch_or_nothing(p.port, &path) else {
+            let code = curl_exit(&format!("http://127.0.0.1:{}{path}", p.port));
+            assert_ne!(code, 0, "{how}: curl saw a complete response");
+            continue;
+        };
         assert_eq!(read.reply.status, 200, "{how}");
         assert!(
             !read.complete,
