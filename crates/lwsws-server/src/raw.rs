@@ -106,23 +106,26 @@ pub(crate) async fn sniff(
     }
 }
 
-/// `Some` once `bytes` decide: a token then a space is HTTP; a non-token
-/// byte first, or a token too long for a method, is not.
+/// `Some` once `bytes` decide: a method then a space is HTTP; anything
+/// else, or a token too long for a method, is not. Methods are taken to be
+/// upper-case letters, `-` and `_` (GET, PROPFIND, M-SEARCH…): RFC 9110
+/// allows any token, but an SSH banner such as `SSH-2.0-OpenSSH_9.6p1
+/// Debian-2` is a token followed by a space too, and must go raw.
 fn classify(bytes: &[u8]) -> Option<Sniffed> {
     for (i, &b) in bytes.iter().enumerate() {
         if b == b' ' {
             return Some(if i > 0 { Sniffed::Http } else { Sniffed::Raw });
         }
-        if !is_tchar(b) || i >= MAX_METHOD {
+        if !is_method_char(b) || i >= MAX_METHOD {
             return Some(Sniffed::Raw);
         }
     }
     None
 }
 
-/// RFC 9110 `tchar`.
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+/// A byte of an HTTP method as clients send them.
+fn is_method_char(b: u8) -> bool {
+    b.is_ascii_uppercase() || b == b'-' || b == b'_'
 }
 
 /// Connects to `route.onward` (within `timeout-secs`) and forwards bytes
@@ -217,8 +220,15 @@ mod tests {
     fn classify_tells_http_from_other_bytes() {
         assert_eq!(classify(b"GET / HTTP/1.1\r\n"), Some(Sniffed::Http));
         assert_eq!(classify(b"OPTIONS "), Some(Sniffed::Http));
+        assert_eq!(classify(b"M-SEARCH * HTTP/1.1\r\n"), Some(Sniffed::Http));
         assert_eq!(classify(b"SSH-2.0-OpenSSH_9.6\r\n"), Some(Sniffed::Raw));
-        assert_eq!(classify(b"SSH-2.0-test"), None);
+        // A real OpenSSH banner has a space after a token-like version.
+        assert_eq!(
+            classify(b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n"),
+            Some(Sniffed::Raw)
+        );
+        assert_eq!(classify(b"SSH-"), None);
+        assert_eq!(classify(b"get / HTTP/1.1"), Some(Sniffed::Raw));
         assert_eq!(classify(b"GE"), None);
         assert_eq!(classify(b" GET"), Some(Sniffed::Raw));
         assert_eq!(classify(b"\x00\x01"), Some(Sniffed::Raw));
