@@ -230,7 +230,7 @@ impl Protocol for PluginProtocol {
             loaded: self.loaded.clone(),
             shared: Arc::new(VhostShared {
                 pvos,
-                rooms: Default::default(),
+                rooms: ctx.broadcast.rooms(ctx.vhost, self.name),
             }),
         })
     }

@@ -452,12 +452,12 @@ unsafe extern "C" fn room_send(
     if !c.alive() {
         return 0;
     }
-    let Some(f) = encode(kind, data) else {
-        return 0;
+    let kind = match kind {
+        abi::MESSAGE_TYPE_TEXT if std::str::from_utf8(data).is_ok() => OpCode::Text,
+        abi::MESSAGE_TYPE_BINARY => OpCode::Binary,
+        _ => return 0,
     };
-    if let Some(room) = c.vhost.rooms.get(name) {
-        room.broadcast_frame(&f);
-    }
+    c.vhost.rooms.send(name, kind, data);
     len
 }
 

@@ -60,6 +60,12 @@ pub enum ServerError {
     Plugin(String),
     #[error("proxy TLS settings: {0}")]
     ProxyTls(String),
+    #[error("ws-broadcast {url}: {source}")]
+    Broadcast {
+        url: String,
+        #[source]
+        source: lwsws_redis::Error,
+    },
     #[error("basic-auth file of mount {mountpoint} of vhost {vhost}: {source}")]
     BasicAuth {
         vhost: String,
@@ -301,6 +307,19 @@ impl Server {
         {
             registry.add(p);
         }
+        // Broadcast rooms (SPEC §6.6): in this worker, or shared through
+        // Redis; no Redis client exists without `ws-broadcast`.
+        let broadcast = match &config.global.ws_broadcast {
+            None => lwsws_ws::room::Hub::local(),
+            Some(url) => {
+                lwsws_redis::hub(url, &config.global.ws_broadcast_prefix).map_err(|source| {
+                    ServerError::Broadcast {
+                        url: url.redacted(),
+                        source,
+                    }
+                })?
+            }
+        };
         let mut ws = Vec::new();
         for v in &config.vhosts {
             let mut per_entry: Vec<Arc<dyn lwsws_ws::protocol::VhostProtocol>> = Vec::new();
@@ -319,6 +338,7 @@ impl Server {
                     vhost: &v.name,
                     pvos: &e.pvos,
                     stats: stats.clone(),
+                    broadcast: broadcast.clone(),
                 }));
             }
             ws.push(per_entry);

@@ -172,6 +172,7 @@ mod tests {
             vhost: "v",
             pvos: &[],
             stats: stats.clone(),
+            broadcast: crate::room::Hub::local(),
         });
         let conn = ConnHandle::new(None);
         let fm = FirstMessage::new(
@@ -219,6 +220,7 @@ mod tests {
             vhost: "v",
             pvos: &[],
             stats: stats.clone(),
+            broadcast: crate::room::Hub::local(),
         });
         let conn = ConnHandle::new(None);
         let key = Arc::new(TokenKey::new(b"k"));

@@ -37,6 +37,9 @@ pub struct VhostContext<'a> {
     pub pvos: &'a [(String, String)],
     /// Server-wide figures, for protocols that report them.
     pub stats: Arc<Stats>,
+    /// The worker's broadcast rooms (SPEC §6.6), shared with other
+    /// instances when `ws-broadcast` is set.
+    pub broadcast: Arc<crate::room::Hub>,
 }
 
 /// What a protocol learns about a connection when it opens.

@@ -90,8 +90,10 @@ typedef size_t (CALLBACK * WS_Message_Send)(const struct _WebSocketServer *serve
 /* Starts the closing handshake (code 1000) after what is queued. Any thread. */
 typedef void (CALLBACK * WS_Close)(const struct _WebSocketServer *server);
 
-/* lwsws additions. Rooms belong to the vhost and protocol; a connection
- * leaves its rooms when it ends. Return 0 on success, -1 otherwise. */
+/* lwsws additions. Rooms belong to the vhost name and protocol; with
+ * ws-broadcast they span every lwsws instance and generation sharing that
+ * Redis. A connection leaves its rooms when it ends. Return 0 on success,
+ * -1 otherwise. */
 typedef int (CALLBACK * WS_Room_Join)(const struct _WebSocketServer *server,
                                       const char *name);
 typedef int (CALLBACK * WS_Room_Leave)(const struct _WebSocketServer *server,

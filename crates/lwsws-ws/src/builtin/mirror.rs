@@ -24,7 +24,7 @@ impl Protocol for Mirror {
             .iter()
             .any(|(k, v)| k == "tag-user" && matches!(v.as_str(), "1" | "on" | "yes" | "true"));
         Arc::new(MirrorVhost {
-            rooms: Arc::new(Rooms::default()),
+            rooms: Arc::new(ctx.broadcast.rooms(ctx.vhost, self.name())),
             tag_user,
         })
     }
@@ -77,18 +77,17 @@ struct MirrorSession {
 
 impl Session for MirrorSession {
     fn on_message(&mut self, _conn: &Arc<ConnHandle>, msg: Incoming) {
-        let frame = match (&msg, &self.tag) {
+        match (&msg, &self.tag) {
             (Incoming::Text(b), Some(user)) => {
                 let mut t = Vec::with_capacity(user.len() + 2 + b.len());
                 t.extend_from_slice(user.as_bytes());
                 t.extend_from_slice(b": ");
                 t.extend_from_slice(b);
-                crate::frame::frame(crate::OpCode::Text, &t)
+                self.room.send(crate::OpCode::Text, &t);
             }
-            (Incoming::Text(b), None) => crate::frame::frame(crate::OpCode::Text, b),
-            (Incoming::Binary(b), _) => crate::frame::frame(crate::OpCode::Binary, b),
-        };
-        self.room.broadcast_frame(&frame);
+            (Incoming::Text(b), None) => self.room.send(crate::OpCode::Text, b),
+            (Incoming::Binary(b), _) => self.room.send(crate::OpCode::Binary, b),
+        }
     }
 
     fn on_close(&mut self, conn: &Arc<ConnHandle>) {
@@ -102,7 +101,7 @@ mod tests {
 
     fn vhost() -> MirrorVhost {
         MirrorVhost {
-            rooms: Arc::new(Rooms::default()),
+            rooms: Arc::new(crate::room::Hub::local().rooms("v", "lws-mirror-protocol")),
             tag_user: false,
         }
     }
@@ -125,22 +124,22 @@ mod tests {
             .collect();
         let (a, mut sa) = connect(&v, "mirror=shared");
         let (b, mut sb) = connect(&v, "mirror=shared");
-        assert_eq!(v.rooms.len(), 101);
+        assert_eq!(v.rooms.hub().len(), 101);
         for (conn, session) in &mut open {
             session.on_close(conn);
         }
-        assert_eq!(v.rooms.len(), 1);
+        assert_eq!(v.rooms.hub().len(), 1);
         sa.on_close(&a);
-        assert_eq!(v.rooms.len(), 1, "b is still in it");
+        assert_eq!(v.rooms.hub().len(), 1, "b is still in it");
         // Someone joining a room whose last member is leaving gets the
         // members who come after, not a forgotten room.
         sb.on_close(&b);
-        assert!(v.rooms.is_empty());
+        assert!(v.rooms.hub().is_empty());
         let (_c, _sc) = connect(&v, "mirror=shared");
         let (_d, _sd) = connect(&v, "mirror=shared");
         let e = ConnHandle::new(None);
         assert_eq!(v.rooms.join("shared", &e).len(), 3, "c, d and e together");
-        assert_eq!(v.rooms.len(), 1);
+        assert_eq!(v.rooms.hub().len(), 1);
     }
 
     #[test]

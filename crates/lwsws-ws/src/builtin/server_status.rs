@@ -5,7 +5,7 @@
 
 use crate::conn::ConnHandle;
 use crate::protocol::{ConnectInfo, Incoming, Protocol, Session, VhostContext, VhostProtocol};
-use crate::room::Room;
+use crate::room::{Hub, Room};
 use crate::stats::Stats;
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -45,6 +45,7 @@ impl Protocol for ServerStatus {
         }
         Arc::new(StatusHandle(Arc::new(StatusVhost {
             stats: ctx.stats,
+            broadcast: ctx.broadcast,
             period,
             hide_vhosts,
             files,
@@ -56,6 +57,8 @@ impl Protocol for ServerStatus {
 
 struct StatusVhost {
     stats: Arc<Stats>,
+    /// The broadcast rooms, whose backend state is reported.
+    broadcast: Arc<Hub>,
     period: Duration,
     hide_vhosts: bool,
     files: Vec<PathBuf>,
@@ -85,6 +88,12 @@ impl StatusVhost {
             "authenticated": {
                 "connections": auth_connections,
                 "users": auth_users,
+            },
+            // `ws-broadcast` (SPEC §6.6): `local`, `connected` or
+            // `reconnecting`, and the rooms with members in this worker.
+            "broadcast": {
+                "backend": self.broadcast.state().as_str(),
+                "rooms": self.broadcast.len(),
             },
         });
         if !self.hide_vhosts {
