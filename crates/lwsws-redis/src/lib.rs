@@ -25,15 +25,23 @@ use lwsws_ws::OpCode;
 use lwsws_ws::room::{Backend, BackendState, Hub};
 use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
 use ring::rand::{SecureRandom, SystemRandom};
-use std::collections::HashSet;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::sync::{Mutex, Notify, mpsc};
 
-/// Messages waiting to be published; beyond this, sends from local members
-/// still reach local members but are not passed on (and counted).
+/// Messages waiting to be published, and their bytes; beyond either, sends
+/// from local members still reach local members but are not passed on (and
+/// are counted).
 const QUEUE: usize = 16384;
+const QUEUE_BYTES: usize = 128 << 20;
+/// Messages are published in pieces of at most this size, so that a large
+/// message (`ws-max-message-size` is 32 MiB by default) does not meet
+/// Redis's limits on one pub/sub reply (`client-output-buffer-limit pubsub`).
+const PIECE: usize = 256 << 10;
+/// A message being reassembled from pieces may not grow beyond this.
+const MAX_MESSAGE: usize = 1 << 30;
 /// Messages sent to Redis in one pipeline.
 const BATCH: usize = 512;
 /// How long connecting, a pipeline or a `PING` may take before the link
@@ -51,6 +59,8 @@ pub type Error = redis::RedisError;
 
 const VERSION: u8 = 1;
 const HEADER: usize = 1 + 16 + 1;
+/// In the opcode byte: more pieces of this message follow.
+const MORE: u8 = 0x80;
 
 /// A hub whose rooms are shared through the Redis at `url`: channels are
 /// named with `prefix` (SPEC §6.6). Starts the link task on the current
@@ -76,6 +86,7 @@ pub fn hub(url: &RedisUrl, prefix: &str) -> Result<Arc<Hub>, Error> {
         changed: Notify::new(),
         state: AtomicU8::new(UNLINKED),
         dropped: AtomicU64::new(0),
+        queued: AtomicUsize::new(0),
     });
     let hub = Hub::new(prefix, |weak| {
         let link = Link {
@@ -96,8 +107,10 @@ pub fn hub(url: &RedisUrl, prefix: &str) -> Result<Arc<Hub>, Error> {
 const LINKED: u8 = 1;
 const UNLINKED: u8 = 2;
 
-/// A message to publish: its channel and its bytes on the wire.
-type Outgoing = (Arc<str>, Bytes);
+/// A message to publish: its channel and its pieces as they go on the wire,
+/// queued together so that no other message from this worker comes between
+/// them on the channel.
+type Outgoing = (Arc<str>, Vec<Bytes>);
 /// The receiving end of the publish queue, held by one session at a time.
 type Queue = Arc<Mutex<mpsc::Receiver<Outgoing>>>;
 
@@ -110,6 +123,33 @@ struct Shared {
     state: AtomicU8,
     /// Messages not passed on because the queue was full.
     dropped: AtomicU64,
+    /// Bytes in the queue.
+    queued: AtomicUsize,
+}
+
+impl Shared {
+    /// The pieces of a message as published: each is the format version,
+    /// the origin, the opcode (with [`MORE`] on all but the last) and up to
+    /// [`PIECE`] bytes of the payload.
+    fn pieces(&self, kind: OpCode, payload: &[u8]) -> Vec<Bytes> {
+        let op = match kind {
+            OpCode::Binary => 2,
+            _ => 1,
+        };
+        let n = payload.len().div_ceil(PIECE).max(1);
+        (0..n)
+            .map(|i| {
+                let part =
+                    &payload[(i * PIECE).min(payload.len())..((i + 1) * PIECE).min(payload.len())];
+                let mut m = BytesMut::with_capacity(HEADER + part.len());
+                m.put_u8(VERSION);
+                m.put_slice(&self.origin);
+                m.put_u8(if i + 1 < n { op | MORE } else { op });
+                m.put_slice(part);
+                m.freeze()
+            })
+            .collect()
+    }
 }
 
 struct RedisBackend(Arc<Shared>);
@@ -125,15 +165,12 @@ impl Backend for RedisBackend {
         if self.0.state.load(Ordering::Acquire) != LINKED {
             return;
         }
-        let mut m = BytesMut::with_capacity(HEADER + payload.len());
-        m.put_u8(VERSION);
-        m.put_slice(&self.0.origin);
-        m.put_u8(match kind {
-            OpCode::Binary => 2,
-            _ => 1,
-        });
-        m.put_slice(payload);
-        if self.0.queue.try_send((channel.into(), m.freeze())).is_err() {
+        let len = payload.len();
+        let before = self.0.queued.fetch_add(len, Ordering::AcqRel);
+        let fits = before == 0 || before + len <= QUEUE_BYTES;
+        let pieces = self.0.pieces(kind, payload);
+        if !fits || self.0.queue.try_send((channel.into(), pieces)).is_err() {
+            self.0.queued.fetch_sub(len, Ordering::AcqRel);
             let n = self.0.dropped.fetch_add(1, Ordering::Relaxed);
             if n.is_power_of_two() {
                 tracing::warn!(
@@ -249,6 +286,9 @@ impl Link {
     async fn discard_queued(&self) {
         let mut q = self.queue.lock().await;
         while q.try_recv().is_ok() {}
+        // Nothing is queued or in flight now (the last session's publisher
+        // is gone, perhaps in the middle of a pipeline).
+        self.shared.queued.store(0, Ordering::Release);
     }
 
     /// Runs one connected session until the link fails.
@@ -258,7 +298,8 @@ impl Link {
         mut stream: PubSubStream,
         conn: MultiplexedConnection,
     ) -> Lost {
-        let mut publisher = tokio::spawn(publish(conn, self.queue.clone()));
+        let mut publisher = tokio::spawn(publish(conn, self.queue.clone(), self.shared.clone()));
+        let mut partial = Partial::default();
         let mut subscribed: HashSet<Arc<str>> = HashSet::new();
         let mut ping =
             tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
@@ -267,7 +308,7 @@ impl Link {
         let why = loop {
             tokio::select! {
                 msg = stream.next() => match msg {
-                    Some(m) => self.deliver(m.get_channel_name(), m.get_payload_bytes()),
+                    Some(m) => self.deliver(&mut partial, m.get_channel_name(), m.get_payload_bytes()),
                     None => break "connection closed".to_string(),
                 },
                 () = self.shared.changed.notified() => {
@@ -316,21 +357,67 @@ impl Link {
         Ok(())
     }
 
-    /// A message from Redis: to the local members of its room, unless this
-    /// worker sent it (they have it already) or it is not one of ours.
-    fn deliver(&self, channel: &str, data: &[u8]) {
-        if data.len() < HEADER || data[0] != VERSION || data[1..17] == self.shared.origin {
+    /// A piece of a message from Redis: once the message is whole, to the
+    /// local members of its room.
+    fn deliver(&self, partial: &mut Partial, channel: &str, data: &[u8]) {
+        assemble(
+            &self.shared.origin,
+            partial,
+            channel,
+            data,
+            |kind, payload| {
+                if let Some(hub) = self.hub.upgrade() {
+                    hub.deliver(channel, kind, payload);
+                }
+            },
+        );
+    }
+}
+
+/// Adds a piece to the messages being reassembled and calls `whole` with a
+/// message once its last piece is in — unless this worker (`own`) sent it
+/// (its members have it already) or it is not one of ours.
+fn assemble(
+    own: &[u8; 16],
+    partial: &mut Partial,
+    channel: &str,
+    data: &[u8],
+    whole: impl FnOnce(OpCode, &[u8]),
+) {
+    if data.len() < HEADER || data[0] != VERSION || data[1..17] == own[..] {
+        return;
+    }
+    let mut origin = [0u8; 16];
+    origin.copy_from_slice(&data[1..17]);
+    let op = data[17] & !MORE;
+    let more = data[17] & MORE != 0;
+    let piece = &data[HEADER..];
+    let key = (origin, channel.to_string());
+    let joined;
+    let payload: &[u8] = match partial.remove(&key) {
+        // A message's pieces follow one another on its channel.
+        Some((first, mut buf)) if first == op => {
+            if buf.len() + piece.len() > MAX_MESSAGE {
+                return;
+            }
+            buf.extend_from_slice(piece);
+            if more {
+                partial.insert(key, (op, buf));
+                return;
+            }
+            joined = buf;
+            &joined
+        }
+        _ if more => {
+            partial.insert(key, (op, BytesMut::from(piece)));
             return;
         }
-        let payload = &data[HEADER..];
-        let kind = match data[17] {
-            1 if std::str::from_utf8(payload).is_ok() => OpCode::Text,
-            2 => OpCode::Binary,
-            _ => return,
-        };
-        if let Some(hub) = self.hub.upgrade() {
-            hub.deliver(channel, kind, payload);
-        }
+        _ => piece,
+    };
+    match op {
+        1 if std::str::from_utf8(payload).is_ok() => whole(OpCode::Text, payload),
+        2 => whole(OpCode::Binary, payload),
+        _ => {}
     }
 }
 
@@ -341,9 +428,9 @@ async fn timed<T>(f: impl Future<Output = redis::RedisResult<T>>) -> Result<T, L
     }
 }
 
-/// Publishes queued messages in order, in pipelines of up to [`BATCH`],
-/// until a pipeline fails.
-async fn publish(mut conn: MultiplexedConnection, queue: Queue) -> Lost {
+/// Publishes queued messages in order, in pipelines of up to [`BATCH`]
+/// messages, until a pipeline fails.
+async fn publish(mut conn: MultiplexedConnection, queue: Queue, shared: Arc<Shared>) -> Lost {
     let mut q = queue.lock().await;
     let mut batch = Vec::with_capacity(BATCH);
     loop {
@@ -351,11 +438,88 @@ async fn publish(mut conn: MultiplexedConnection, queue: Queue) -> Lost {
             return "worker stopping".to_string();
         }
         let mut pipe = redis::pipe();
-        for (channel, msg) in batch.drain(..) {
-            pipe.cmd("PUBLISH").arg(&*channel).arg(&msg[..]).ignore();
+        let mut bytes = 0;
+        for (channel, pieces) in batch.drain(..) {
+            for p in pieces {
+                bytes += p.len() - HEADER;
+                pipe.cmd("PUBLISH").arg(&*channel).arg(&p[..]).ignore();
+            }
         }
-        if let Err(e) = timed(pipe.query_async::<()>(&mut conn)).await {
+        let sent = timed(pipe.query_async::<()>(&mut conn)).await;
+        shared.queued.fetch_sub(bytes, Ordering::AcqRel);
+        if let Err(e) = sent {
             return e;
         }
+    }
+}
+
+/// Messages whose first pieces have come, by origin and channel.
+type Partial = HashMap<([u8; 16], String), (u8, BytesMut)>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared(origin: u8) -> Shared {
+        Shared {
+            origin: [origin; 16],
+            queue: mpsc::channel(1).0,
+            changed: Notify::new(),
+            state: AtomicU8::new(UNLINKED),
+            dropped: AtomicU64::new(0),
+            queued: AtomicUsize::new(0),
+        }
+    }
+
+    /// Runs `pieces` through `assemble` as the worker `own` would see them.
+    fn receive(own: u8, pieces: &[(&str, Bytes)]) -> Vec<(String, OpCode, Vec<u8>)> {
+        let mut partial = Partial::default();
+        let mut out = Vec::new();
+        for (channel, p) in pieces {
+            assemble(&[own; 16], &mut partial, channel, p, |k, b| {
+                out.push((channel.to_string(), k, b.to_vec()))
+            });
+        }
+        out
+    }
+
+    #[test]
+    fn large_messages_travel_in_pieces_and_come_out_whole() {
+        let a = shared(1);
+        let big: Vec<u8> = (0..PIECE * 2 + 7).map(|i| (i % 251) as u8).collect();
+        let pieces = a.pieces(OpCode::Binary, &big);
+        assert_eq!(pieces.len(), 3);
+        assert!(pieces.iter().all(|p| p.len() <= HEADER + PIECE));
+        // Another worker's message on another channel may come between.
+        let b = shared(2);
+        let mut stream: Vec<(&str, Bytes)> = pieces.iter().map(|p| ("x", p.clone())).collect();
+        stream.insert(1, ("y", b.pieces(OpCode::Text, "hé".as_bytes())[0].clone()));
+        stream.push(("x", a.pieces(OpCode::Text, b"")[0].clone()));
+        let got = receive(9, &stream);
+        assert_eq!(
+            got,
+            vec![
+                ("y".to_string(), OpCode::Text, "hé".as_bytes().to_vec()),
+                ("x".to_string(), OpCode::Binary, big),
+                ("x".to_string(), OpCode::Text, Vec::new()),
+            ]
+        );
+        // The sender skips its own.
+        assert!(receive(1, &stream[..1]).is_empty());
+        assert_eq!(receive(1, &stream[1..2]).len(), 1);
+    }
+
+    #[test]
+    fn foreign_or_broken_messages_are_ignored() {
+        let mut bad_text = shared(3).pieces(OpCode::Text, b"ok")[0].to_vec();
+        bad_text[HEADER] = 0xff;
+        let mut other_version = shared(3).pieces(OpCode::Text, b"ok")[0].to_vec();
+        other_version[0] = 2;
+        let stream = [
+            ("x", Bytes::from_static(b"hello from redis-cli")),
+            ("x", Bytes::from(bad_text)),
+            ("x", Bytes::from(other_version)),
+        ];
+        assert!(receive(9, &stream).is_empty());
     }
 }

@@ -367,9 +367,10 @@ fn inflate(
 ) -> Result<Incoming, u16> {
     // The codec yields compressed messages only when compression was negotiated.
     let inflater = inflater.ok_or(crate::close::code::PROTOCOL_ERROR)?;
-    let data = inflater
-        .inflate(payload, limit)
-        .map_err(|e| e.close_code())?;
+    let data = inflater.inflate(payload, limit).map_err(|e| {
+        tracing::debug!(error = %e, "WebSocket message does not inflate");
+        e.close_code()
+    })?;
     if !text {
         return Ok(Incoming::Binary(data));
     }
@@ -419,6 +420,7 @@ fn poll_read_messages<IO: AsyncRead>(
                 Ok(None) => break,
                 Err(e) => {
                     buf.clear();
+                    tracing::debug!(error = %e, "WebSocket protocol error");
                     return Poll::Ready(Err(ReadError::Protocol(e.close_code())));
                 }
             }

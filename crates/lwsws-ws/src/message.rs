@@ -302,8 +302,27 @@ impl Assembler {
         };
         let limit = self.config.max_message_size;
         let size = before.saturating_add(h.payload_len);
+        // A compressed message is held to the limit once inflated (by the
+        // inflater); on the wire it may be a little larger than that, as
+        // incompressible data is: zlib adds 5 bytes per stored block, and a
+        // block can be as small as 512 bytes (memLevel 2; Python's
+        // `websockets` uses memLevel 5, 2 KiB blocks), hence about 3 %.
+        let compressed = match h.opcode {
+            OpCode::Continuation => {
+                matches!(
+                    self.partial,
+                    Partial::CompressedText | Partial::CompressedBinary
+                )
+            }
+            _ => h.rsv1,
+        };
+        let wire_limit = if compressed {
+            (limit as u64).saturating_add((limit as u64 >> 5) + 64)
+        } else {
+            limit as u64
+        };
         match usize::try_from(h.payload_len) {
-            Ok(len) if size <= limit as u64 => Ok(len),
+            Ok(len) if size <= wire_limit => Ok(len),
             _ => Err(ProtocolError::MessageTooBig { size, limit }),
         }
     }

@@ -301,3 +301,23 @@ fn process_compresses_only_whole_data_frames_over_the_threshold() {
     let big = crate::frame::frame(OpCode::Binary, &[b'a'; 1000]);
     assert_eq!(d.process(big.clone()), big);
 }
+
+#[test]
+fn incompressible_messages_near_the_limit_inflate() {
+    // Pseudo-random bytes barely compress: the payload is larger than the
+    // message, which must still come out whole.
+    let mut x: u32 = 1;
+    let m: Vec<u8> = (0..(4 << 20))
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect();
+    let mut c = Compress::new(Compression::default(), false);
+    let z = client_deflate(&mut c, &m);
+    assert!(z.len() > m.len());
+    let mut i = Inflater::new(&params(false, false, 15));
+    assert_eq!(i.inflate(&z, 4 << 20).map(|b| b.len()), Ok(m.len()));
+}

@@ -635,3 +635,36 @@ fn a_long_mixed_stream_every_way() {
     assert_eq!(events[4], text("α€𐍈z"));
     assert!(matches!(events[60], Ok(Message::Close(Some(_)))));
 }
+
+#[test]
+fn compressed_messages_may_exceed_the_limit_on_the_wire_by_deflate_overhead() {
+    // Incompressible data deflates to a little more than it was: the limit
+    // holds for the inflated message (the inflater's job), with zlib's
+    // worst-case overhead allowed on the wire; plain messages get none.
+    let config = Config {
+        compression: true,
+        max_message_size: 100,
+        ..Config::default()
+    };
+    let compressed = |len: usize| {
+        client_with(
+            FrameHeader {
+                rsv1: true,
+                ..header(OpCode::Binary, len)
+            },
+            &vec![7; len],
+        )
+    };
+    assert!(matches!(
+        feed_with(config.clone(), &compressed(167))[..],
+        [Ok(Message::Compressed { .. })]
+    ));
+    assert!(matches!(
+        feed_with(config.clone(), &compressed(168))[..],
+        [Err(ProtocolError::MessageTooBig { .. })]
+    ));
+    assert!(matches!(
+        feed_with(config, &client(true, OpCode::Binary, &[7; 101]))[..],
+        [Err(ProtocolError::MessageTooBig { .. })]
+    ));
+}
