@@ -145,7 +145,9 @@ impl Manager {
 
     /// Runs one vhost's certificate for ever.
     pub async fn run(self: Arc<Self>, vhost: String, acme: Acme) {
-        if let Err(e) = private_dir(&self.acme_dir).and_then(|()| private_dir(&vhost_dir(&self.acme_dir, &vhost))) {
+        if let Err(e) = private_dir(&self.acme_dir)
+            .and_then(|()| private_dir(&vhost_dir(&self.acme_dir, &vhost)))
+        {
             tracing::error!(vhost = %vhost, "acme: {e}");
         }
         let mut failures: u32 = 0;
@@ -162,7 +164,11 @@ impl Manager {
                 tokio::time::sleep(wait).await;
                 continue;
             }
-            let state = if current.is_some() { "renewing" } else { "pending" };
+            let state = if current.is_some() {
+                "renewing"
+            } else {
+                "pending"
+            };
             self.set_status(&vhost, state, current.map(|c| c.1), Some(now), None);
             tracing::info!(vhost = %vhost, directory = %acme.directory, "acme: ordering a certificate");
             let result = self.order(&vhost, &acme).await;
@@ -193,7 +199,13 @@ impl Manager {
                         "acme: order failed: {e}; the current certificate stays in service; next attempt in {} s",
                         wait.as_secs()
                     );
-                    self.set_status(&vhost, state, current.map(|c| c.1), Some(next), Some(e.to_string()));
+                    self.set_status(
+                        &vhost,
+                        state,
+                        current.map(|c| c.1),
+                        Some(next),
+                        Some(e.to_string()),
+                    );
                     tokio::time::sleep(wait).await;
                 }
             }
@@ -233,7 +245,9 @@ impl Manager {
                 last_error: if keep_error { previous } else { last_error },
             },
         );
-        let _ = self.events.send(Event::Status(s.values().cloned().collect()));
+        let _ = self
+            .events
+            .send(Event::Status(s.values().cloned().collect()));
     }
 
     /// Publishes a vhost's challenge responses and waits until the workers
@@ -265,7 +279,11 @@ impl Manager {
     }
 
     async fn clear_challenges(&self, vhost: &str) {
-        let had = self.pending.lock().map(|p| p.contains_key(vhost)).unwrap_or(false);
+        let had = self
+            .pending
+            .lock()
+            .map(|p| p.contains_key(vhost))
+            .unwrap_or(false);
         if had {
             self.deploy(vhost, Vec::new()).await;
         }
@@ -442,7 +460,9 @@ fn write_private(path: &Path, data: &[u8]) -> Result<(), Error> {
         .mode(0o600)
         .open(&tmp)
         .map_err(io(&tmp))?;
-    f.write_all(data).and_then(|()| f.sync_all()).map_err(io(&tmp))?;
+    f.write_all(data)
+        .and_then(|()| f.sync_all())
+        .map_err(io(&tmp))?;
     std::fs::rename(&tmp, path).map_err(io(path))
 }
 

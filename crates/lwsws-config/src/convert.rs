@@ -168,6 +168,9 @@ pub(crate) struct Ctx<'s> {
     pub as_root: bool,
     /// Keys already warned about as having no effect (one warning per load).
     warned: HashSet<&'static str>,
+    /// `acme-dir`, where ACME vhosts' certificates live (set once the
+    /// global section is read, before any vhost).
+    pub acme_dir: PathBuf,
 }
 
 impl<'s> Ctx<'s> {
@@ -180,6 +183,7 @@ impl<'s> Ctx<'s> {
             plugin_files: std::collections::HashMap::new(),
             as_root,
             warned: HashSet::new(),
+            acme_dir: PathBuf::from("/var/lib/lwsws/acme"),
         }
     }
 
@@ -817,23 +821,37 @@ pub(crate) fn vhost(cx: &mut Ctx, node: &Node) -> Option<Vhost> {
             "a key without a certificate",
             Some("add \"host-ssl-cert\" with the certificate chain".into()),
         ),
+        // An ACME vhost is a TLS vhost whose files live in acme-dir; until
+        // they exist a temporary self-signed certificate is served (§5.1).
+        (None, None) if acme.is_some() => {
+            let dir = cx.acme_dir.join(v.name.to_ascii_lowercase());
+            v.tls = Some(Tls {
+                cert: dir.join("cert.pem"),
+                key: dir.join("key.pem"),
+                ca,
+                client_cert_required,
+                ciphers,
+                tls13_ciphers,
+                ecdh_curve,
+                ssl_option_set,
+                ssl_option_clear,
+            });
+        }
         (None, None) => {
-            if acme.is_none() {
-                for k in [
-                    "host-ssl-ca",
-                    "client-cert-required",
-                    "ciphers",
-                    "tls13-ciphers",
-                    "ecdh-curve",
-                ] {
-                    if o.key_loc(k) != o.loc {
-                        d.warn(
-                            o.key_loc(k),
-                            k,
-                            "has no effect on a vhost without TLS",
-                            Some("add \"host-ssl-cert\" and \"host-ssl-key\", or remove it".into()),
-                        );
-                    }
+            for k in [
+                "host-ssl-ca",
+                "client-cert-required",
+                "ciphers",
+                "tls13-ciphers",
+                "ecdh-curve",
+            ] {
+                if o.key_loc(k) != o.loc {
+                    d.warn(
+                        o.key_loc(k),
+                        k,
+                        "has no effect on a vhost without TLS",
+                        Some("add \"host-ssl-cert\" and \"host-ssl-key\", or remove it".into()),
+                    );
                 }
             }
         }
@@ -841,10 +859,13 @@ pub(crate) fn vhost(cx: &mut Ctx, node: &Node) -> Option<Vhost> {
     if acme.is_some() && o.key_loc("host-ssl-cert") != o.loc {
         d.error(o.key_loc("acme"), "acme", "a vhost cannot have both \"acme\" and \"host-ssl-cert\"", Some("remove \"host-ssl-cert\"/\"host-ssl-key\" to let ACME manage the certificate, or remove \"acme\"".into()));
     }
-    v.acme = acme;
-    if v.acme.is_some() && v.tls.is_none() && matches!(listen, Some(Listen::Unix { .. })) {
+    if acme.is_some() && matches!(listen, Some(Listen::Unix { .. })) {
         d.error(o.key_loc("acme"), "acme", "ACME needs a TCP vhost", None);
     }
+    if acme.is_some() && v.name.starts_with("*.") {
+        d.error(o.key_loc("acme"), "acme", "a wildcard name cannot be validated by http-01 or tls-alpn-01", Some("name the vhost after one host, or use host-ssl-cert with a certificate obtained by DNS-01".into()));
+    }
+    v.acme = acme;
 
     v.sts = flag(d, &mut o, "sts");
     v.allow_non_tls = flag(d, &mut o, "allow-non-tls");
@@ -1042,7 +1063,9 @@ pub(crate) fn vhost(cx: &mut Ctx, node: &Node) -> Option<Vhost> {
             no_effect(d, &mut cx.warned, o.key_loc(k), k);
         }
     }
-    if let Some(tls) = &v.tls {
+    // ACME vhosts' files are checked when read (the supervisor serves a
+    // temporary certificate until they exist).
+    if let Some(tls) = v.tls.as_ref().filter(|_| v.acme.is_none()) {
         validate::tls_files(d, &o, tls, v.ignore_missing_cert, tls_settings_ok);
     }
     if let Some(ca) = v.acme.as_ref().and_then(|a| a.directory_ca.as_ref()) {

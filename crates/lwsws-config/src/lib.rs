@@ -263,6 +263,7 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Loaded, ConfigError> {
     let merged = convert::merge_globals(&mut cx, &globals);
     let global_loc = globals.first().map_or(Loc::default(), |g| g.loc);
     let global = convert::global(&mut cx, merged, global_loc);
+    cx.acme_dir = global.acme_dir.clone();
     let mut vhosts = Vec::new();
     let mut locs = Vec::new();
     for n in vhost_nodes {

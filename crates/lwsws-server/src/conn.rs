@@ -215,6 +215,20 @@ async fn serve(
             tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io);
         let start = acceptor.await?;
         let sni = start.client_hello().server_name().map(str::to_owned);
+        // An ACME TLS-ALPN-01 validation (SPEC §5.1, RFC 8737): a handshake
+        // offering only `acme-tls/1` for a name with an order in progress
+        // gets the challenge certificate, and nothing else follows.
+        let acme_only = start
+            .client_hello()
+            .alpn()
+            .map(|mut a| a.all(|p| p == crate::acme::ACME_TLS_ALPN))
+            .unwrap_or(false);
+        if acme_only && let Some(config) = sni.as_deref().and_then(|n| state.resources.acme.alpn(n))
+        {
+            let mut stream = start.into_stream(config).await?;
+            let _ = tokio::io::AsyncWriteExt::shutdown(&mut stream).await;
+            return Ok(None);
+        }
         let vhost = state
             .router
             .select_sni(listener, sni.as_deref())
@@ -224,10 +238,14 @@ async fn serve(
             .tls(vhost)
             .ok_or_else(|| std::io::Error::other("the vhost has no TLS configuration"))?;
         let stream = start.into_stream(config).await?;
-        Ok::<_, std::io::Error>((vhost, stream))
+        Ok::<_, std::io::Error>(Some((vhost, stream)))
     };
     let (vhost, stream) = match tokio::time::timeout_at(deadline, handshake).await {
-        Ok(Ok(s)) => s,
+        Ok(Ok(Some(s))) => s,
+        Ok(Ok(None)) => {
+            tracing::info!(?peer, "ACME TLS-ALPN-01 validation answered");
+            return;
+        }
         Ok(Err(e)) => {
             tracing::debug!(?peer, error = %e, "TLS handshake failed");
             return;

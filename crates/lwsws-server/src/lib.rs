@@ -8,6 +8,7 @@
 //! and the worker's control loop own those.
 
 mod access_log;
+pub mod acme;
 mod conn;
 mod error_page;
 mod guard;
@@ -98,6 +99,8 @@ pub struct Resources {
     /// Per vhost: its TLS server configuration (certificate, client
     /// verification, ALPN), built from key material the supervisor read.
     pub tls: Vec<Option<Arc<rustls::ServerConfig>>>,
+    /// ACME challenge responses (SPEC §5.1), replaced by the supervisor.
+    pub acme: Arc<acme::AcmeResponses>,
 }
 
 impl Resources {
@@ -166,6 +169,7 @@ impl Resources {
             ws_basic_auth,
             ws_token_key,
             tls: Vec::new(),
+            acme: Arc::default(),
         })
     }
 
@@ -373,6 +377,12 @@ impl Server {
     /// Takes reopened access log files into use (SIGUSR1).
     pub fn reopen_logs(&self, files: Vec<(std::path::PathBuf, std::fs::File)>) {
         self.state.access_logs.reopen(files);
+    }
+
+    /// New ACME challenge responses and certificate statuses (SPEC §5.1).
+    pub fn acme(&self, responses: Vec<acme::Response>, status: serde_json::Value) {
+        self.state.resources.acme.replace(responses);
+        self.state.stats.set_acme(status);
     }
 
     /// Serves on `listeners` until the control says drain, then waits for

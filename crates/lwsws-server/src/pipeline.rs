@@ -166,6 +166,21 @@ where
     };
     h.vhost = Some(vhost);
     let v = &state.config.vhosts[vhost];
+    // An ACME HTTP-01 validation (SPEC §5.1): on plain HTTP, before any
+    // redirect to https, for a token issued for this host.
+    if conn.tls.is_none()
+        && let Some(token) = parts.uri.path().strip_prefix(crate::acme::HTTP01_PREFIX)
+        && let Some(ka) = state
+            .resources
+            .acme
+            .http01(host_name(host.unwrap_or(&v.name)), token)
+    {
+        h.response = Response::builder()
+            .header(header::CONTENT_TYPE, "application/octet-stream")
+            .body(Body::full(bytes::Bytes::from(ka)))
+            .map_err(|_| HttpError::new(StatusCode::INTERNAL_SERVER_ERROR));
+        return h;
+    }
     // Plaintext let in on a TLS port: served only where the vhost allows
     // it, otherwise sent to the same URL on https.
     if conn.plain_on_tls && !(v.allow_non_tls && v.allow_http_on_https) {
@@ -290,6 +305,16 @@ fn callback(
         Some(r) => Ok(r.map(Body::full)),
         None => Err(HttpError::new(StatusCode::NOT_FOUND)),
     }
+}
+
+/// A Host header's name: without port or trailing dot.
+fn host_name(host: &str) -> &str {
+    let name = if host.starts_with('[') {
+        host.split_inclusive(']').next().unwrap_or(host)
+    } else {
+        host.split(':').next().unwrap_or(host)
+    };
+    name.trim_end_matches('.')
 }
 
 /// The status carried by the guard's synthetic request, if this is one.

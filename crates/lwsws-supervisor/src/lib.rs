@@ -8,6 +8,7 @@
 //! The worker's side of the hand-over (`wire`, `privileges::drop_to`) lives
 //! here too, so both ends of the protocol are read in one place.
 
+mod acme;
 mod logs;
 mod notify;
 pub mod privileges;

@@ -143,3 +143,45 @@ pub fn spawn(r: &Recipe<'_>) -> Result<Spawned, SpawnError> {
     );
     Ok(Spawned { pid, control: ours })
 }
+
+/// Starts the ACME process (`lwsws acme`, SPEC §5.1): like a worker it is
+/// the binary re-executed with its control socket at descriptor 3, but it
+/// keeps the supervisor's user (it alone may read `acme-dir`) and gets no
+/// listeners or logs; its first message is the configuration.
+pub fn spawn_acme(binary: &Path, log_level: &str, config: &Config) -> Result<Spawned, SpawnError> {
+    let (ours, theirs) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(SpawnError::Socket)?;
+    let limit = TimeVal::new(10, 0);
+    setsockopt(&ours, sockopt::SendTimeout, &limit).map_err(SpawnError::Socket)?;
+    let mut cmd = Command::new(binary);
+    cmd.arg("-d")
+        .arg(log_level)
+        .arg("acme")
+        .stdin(Stdio::null())
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("LISTEN_FDS")
+        .env_remove("LISTEN_PID");
+    cmd.fd_mappings(vec![FdMapping {
+        parent_fd: theirs,
+        child_fd: wire::CONTROL_FD,
+    }])
+    .map_err(|_| SpawnError::Collision)?;
+    let child = cmd.spawn().map_err(|source| SpawnError::Exec {
+        binary: binary.display().to_string(),
+        source,
+    })?;
+    drop(cmd);
+    let pid = Pid::from_raw(child.id() as i32);
+    drop(child);
+    if let Err(e) = wire::send(ours.as_fd(), &wire::ToAcme::Config(config), &[]) {
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        return Err(SpawnError::Handover(e));
+    }
+    tracing::debug!(pid = pid.as_raw(), "ACME process started");
+    Ok(Spawned { pid, control: ours })
+}

@@ -6,11 +6,12 @@
 //! drain only once the new one reports ready; a crash starts a new one with
 //! the same configuration after a back-off.
 
+use crate::acme::AcmeLink;
 use crate::logs::Logs;
 use crate::notify;
 use crate::sockets::Sockets;
 use crate::spawn::{self, Recipe};
-use crate::wire::{self, Credentials, ToSupervisor, ToWorker};
+use crate::wire::{self, Credentials, FromAcme, ToSupervisor, ToWorker};
 use lwsws_config::{Config, LoadOptions};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigSet, Signal};
@@ -120,6 +121,8 @@ struct Supervisor {
     first_start: bool,
     last_status: String,
     next_interface_poll: Instant,
+    /// The ACME process, while some vhost has `acme` (SPEC §5.1).
+    acme: AcmeLink,
 }
 
 /// Runs the supervisor with an already validated `config` until it is
@@ -207,11 +210,14 @@ pub fn run(opts: Options, config: Config) -> u8 {
         first_start: true,
         last_status: String::new(),
         next_interface_poll: Instant::now() + INTERFACE_POLL,
+        acme: AcmeLink::default(),
     };
     if let Err(e) = s.start_generation(None) {
         tracing::error!("cannot start a worker: {e}");
         return exit::STARTUP;
     }
+    s.acme
+        .sync(&s.opts.binary, &s.opts.log_level, &s.active.config);
     s.run()
 }
 
@@ -229,8 +235,14 @@ impl Supervisor {
         let timeout = self.next_timeout();
         let mut readable_workers = Vec::new();
         let signal_ready;
+        let acme_ready;
         {
             let mut fds = vec![PollFd::new(self.signals.as_fd(), PollFlags::POLLIN)];
+            let acme_fd = self.acme.fd();
+            if let Some(fd) = acme_fd {
+                fds.push(PollFd::new(fd, PollFlags::POLLIN));
+            }
+            let first_worker = fds.len();
             let watched: Vec<usize> = (0..self.workers.len())
                 .filter(|&i| !self.workers[i].hung_up)
                 .collect();
@@ -255,14 +267,18 @@ impl Supervisor {
                 })
             };
             signal_ready = any(&fds[0]);
+            acme_ready = acme_fd.is_some() && any(&fds[1]);
             for (k, &i) in watched.iter().enumerate() {
-                if any(&fds[k + 1]) {
+                if any(&fds[k + first_worker]) {
                     readable_workers.push(self.workers[i].pid);
                 }
             }
         }
         for pid in readable_workers {
             self.read_worker(pid);
+        }
+        if acme_ready {
+            self.read_acme();
         }
         if signal_ready && let Some(code) = self.read_signals() {
             return Some(code);
@@ -335,6 +351,7 @@ impl Supervisor {
             .min(Duration::from_secs(10));
         tracing::info!(signal = %sig, seconds = grace.as_secs(), "stopping: finishing requests in flight");
         notify::stopping();
+        self.acme.stop();
         self.stopping = Some(Instant::now() + grace + Duration::from_secs(2));
         self.restart_at = None;
         let msg = ToWorker::Stop {
@@ -349,6 +366,7 @@ impl Supervisor {
     /// Second stop signal: workers are told to abort (kill their CGI
     /// programs and exit); whoever is still there a moment later gets SIGKILL.
     fn kill_now(&mut self) {
+        self.acme.stop();
         for w in &mut self.workers {
             send(w, &ToWorker::Abort, &[]);
         }
@@ -381,6 +399,9 @@ impl Supervisor {
                 WaitStatus::Signaled(pid, sig, _) => (pid, format!("signal {sig}"), None),
                 _ => continue,
             };
+            if self.acme.exited(pid, &how, self.stopping.is_some()) {
+                continue;
+            }
             if let Some(code) = self.worker_exited(pid, &how, code) {
                 return Some(code);
             }
@@ -541,6 +562,8 @@ impl Supervisor {
         if let Some(st) = self.staged.take_if(|s| s.generation == generation) {
             self.active.sockets.unlink_dropped(&st.active.sockets);
             self.active = st.active;
+            self.acme
+                .sync(&self.opts.binary, &self.opts.log_level, &self.active.config);
         }
         self.first_start = false;
         // Beyond the cap, the oldest generations close at once.
@@ -564,6 +587,30 @@ impl Supervisor {
         if self.reload_queued {
             self.reload_queued = false;
             self.reload(true);
+        }
+    }
+
+    /// What the ACME process says: challenges and statuses go to every
+    /// worker; a new certificate is taken into service by a reload.
+    fn read_acme(&mut self) {
+        for m in self.acme.read() {
+            match m {
+                FromAcme::Challenges(_) | FromAcme::Status(_) => {
+                    let msg = self.acme.message();
+                    for w in &mut self.workers {
+                        if w.phase != Phase::Closing {
+                            send(w, &msg, &[]);
+                        }
+                    }
+                    if matches!(m, FromAcme::Challenges(_)) {
+                        self.acme.deployed();
+                    }
+                }
+                FromAcme::Issued { vhost } => {
+                    tracing::info!(vhost, "ACME: new certificate; reloading to serve it");
+                    self.reload(true);
+                }
+            }
         }
     }
 
@@ -682,6 +729,11 @@ impl Supervisor {
         if staged.is_some() {
             self.staged = staged;
         }
+        if let Some(msg) = self.acme.for_new_worker()
+            && let Some(w) = self.workers.last_mut()
+        {
+            send(w, &msg, &[]);
+        }
         self.next_generation += 1;
         tracing::info!(generation, pid = spawned.pid.as_raw(), "worker starting");
         Ok(())
@@ -753,6 +805,10 @@ impl Supervisor {
                 self.schedule_restart();
             }
         }
+        if self.stopping.is_none() {
+            self.acme
+                .tick(&self.opts.binary, &self.opts.log_level, &self.active.config);
+        }
         if now >= self.next_interface_poll {
             self.next_interface_poll = now + INTERFACE_POLL;
             if self.stopping.is_none() && self.active.sockets.interface_appeared() {
@@ -805,14 +861,21 @@ fn read_tls(config: &Config) -> Result<Vec<Option<lwsws_tls::Material>>, String>
             Some(t) => match lwsws_tls::read_material(&t.cert, &t.key, t.ca.as_deref()) {
                 Ok(m) => Ok(Some(m)),
                 Err(lwsws_tls::MaterialError::Io { path, source, .. })
-                    if v.ignore_missing_cert
+                    if (v.ignore_missing_cert || v.acme.is_some())
                         && source.kind() == std::io::ErrorKind::NotFound =>
                 {
-                    tracing::warn!(
-                        vhost = %v.name,
-                        missing = %path.display(),
-                        "certificate file missing (ignore-missing-cert): serving a temporary self-signed certificate until a reload finds it"
-                    );
+                    if v.acme.is_some() {
+                        tracing::info!(
+                            vhost = %v.name,
+                            "no ACME certificate yet: serving a temporary self-signed certificate until one is issued"
+                        );
+                    } else {
+                        tracing::warn!(
+                            vhost = %v.name,
+                            missing = %path.display(),
+                            "certificate file missing (ignore-missing-cert): serving a temporary self-signed certificate until a reload finds it"
+                        );
+                    }
                     lwsws_tls::self_signed(&v.name)
                         .map(Some)
                         .map_err(|e| e.to_string())

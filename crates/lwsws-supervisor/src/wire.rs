@@ -79,7 +79,7 @@ pub struct Credentials {
 }
 
 /// What the supervisor tells a running worker.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ToWorker {
     /// A newer generation serves: stop accepting and drain (SPEC §4).
     Drain,
@@ -92,6 +92,34 @@ pub enum ToWorker {
     /// SIGUSR1: the access logs at these paths were reopened; the new
     /// descriptors come with the message, in the same order.
     ReopenLogs { paths: Vec<PathBuf> },
+    /// ACME (SPEC §5.1): the challenge responses to serve from now on and
+    /// every ACME vhost's status, both as the ACME process describes them
+    /// (the supervisor passes them on without looking inside).
+    Acme {
+        challenges: serde_json::Value,
+        status: serde_json::Value,
+    },
+}
+
+/// What the supervisor tells the ACME process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ToAcme<C> {
+    /// The configuration to manage certificates for (at start and after
+    /// every reload).
+    Config(C),
+    /// The last `Challenges` reached every worker.
+    Deployed,
+}
+
+/// What the ACME process tells the supervisor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum FromAcme {
+    /// The full set of challenge responses workers must serve now.
+    Challenges(serde_json::Value),
+    /// A vhost's new certificate is in `acme-dir`: reload to serve it.
+    Issued { vhost: String },
+    /// Every ACME vhost's status, for `lws-server-status`.
+    Status(serde_json::Value),
 }
 
 /// What a worker tells the supervisor.

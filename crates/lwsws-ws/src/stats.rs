@@ -19,6 +19,9 @@ pub struct Stats {
     /// WebSocket connections with an authenticated user (SPEC §6.5), by
     /// user; see [`AuthCount`].
     users: Mutex<HashMap<String, usize>>,
+    /// ACME vhosts' certificate status (SPEC §5.1), as the supervisor last
+    /// passed it on; `Null` without ACME.
+    acme: Mutex<serde_json::Value>,
 }
 
 /// Counters and description of one vhost.
@@ -32,6 +35,20 @@ pub struct VhostStats {
 }
 
 impl Stats {
+    /// Replaces the ACME status shown by `lws-server-status`.
+    pub fn set_acme(&self, status: serde_json::Value) {
+        if let Ok(mut a) = self.acme.lock() {
+            *a = status;
+        }
+    }
+
+    /// The ACME status, `Null` without ACME vhosts.
+    pub fn acme(&self) -> serde_json::Value {
+        self.acme
+            .lock()
+            .map_or(serde_json::Value::Null, |a| a.clone())
+    }
+
     pub fn new(vhosts: Vec<VhostStats>) -> Stats {
         Stats {
             started: Instant::now(),
@@ -41,6 +58,7 @@ impl Stats {
             requests: AtomicU64::new(0),
             vhosts,
             users: Mutex::new(HashMap::new()),
+            acme: Mutex::new(serde_json::Value::Null),
         }
     }
 

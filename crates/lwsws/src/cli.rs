@@ -51,6 +51,9 @@ pub enum Command {
     /// A serving process, started by the supervisor with its descriptors.
     #[command(hide = true)]
     Worker,
+    /// The ACME process, started by the supervisor when a vhost has `acme`.
+    #[command(hide = true)]
+    Acme,
     /// Print a signed token for WebSocket authentication (`auth-hmac-key-file`).
     Token(TokenArgs),
 }

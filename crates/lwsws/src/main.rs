@@ -2,6 +2,7 @@
 //! and hands over to the supervisor — or, re-executed as `lwsws worker`,
 //! serves. It holds no serving or supervising logic of its own.
 
+mod acme;
 mod cli;
 mod worker;
 
@@ -15,6 +16,7 @@ fn main() -> ExitCode {
     cli::init_logging(cli.log_level);
     match &cli.command {
         Some(cli::Command::Worker) => return worker::run(),
+        Some(cli::Command::Acme) => return acme::run(),
         Some(cli::Command::Token(args)) => return token(args),
         None => {}
     }

@@ -313,6 +313,11 @@ async fn serve_async(p: Prepared) -> ExitCode {
                     lwsws_server::kill_cgi_programs();
                     return ExitCode::SUCCESS;
                 }
+                Ok((ToWorker::Acme { challenges, status }, _)) => {
+                    let set: Vec<lwsws_acme::Challenge> = serde_json::from_value(challenges).unwrap_or_default();
+                    tracing::debug!(generation, responses = set.len(), "ACME challenge responses updated");
+                    server.acme(set.into_iter().map(acme_response).collect(), status);
+                }
                 Ok((ToWorker::ReopenLogs { paths }, fds)) => {
                     let files: Vec<_> = paths.into_iter().zip(fds.into_iter().map(std::fs::File::from)).collect();
                     tracing::debug!(generation, files = files.len(), "access logs reopened");
@@ -365,10 +370,36 @@ async fn serve_async(p: Prepared) -> ExitCode {
 }
 
 /// The next message from the supervisor.
-async fn recv(
+/// A challenge as the ACME process describes it, as the server serves it.
+fn acme_response(c: lwsws_acme::Challenge) -> lwsws_server::acme::Response {
+    use lwsws_server::acme::Response;
+    match c {
+        lwsws_acme::Challenge::Http01 {
+            name,
+            token,
+            key_authorization,
+        } => Response::Http01 {
+            name,
+            token,
+            key_authorization,
+        },
+        lwsws_acme::Challenge::TlsAlpn01 {
+            name,
+            cert_pem,
+            key_pem,
+        } => Response::TlsAlpn01 {
+            name,
+            cert_pem,
+            key_pem,
+        },
+    }
+}
+
+/// The next control message (the ACME process uses it too).
+pub(crate) async fn recv<T: serde::de::DeserializeOwned>(
     channel: &tokio::net::UnixDatagram,
     rx: &mut wire::Receiver,
-) -> Result<(ToWorker, Vec<OwnedFd>), wire::WireError> {
+) -> Result<(T, Vec<OwnedFd>), wire::WireError> {
     use tokio::io::Interest;
     loop {
         if let Err(e) = channel.readable().await {

@@ -96,6 +96,11 @@ impl StatusVhost {
                 "rooms": self.broadcast.len(),
             },
         });
+        // ACME certificates (SPEC §5.1): state, expiry, next attempt, last error.
+        let acme = s.acme();
+        if !acme.is_null() {
+            i["acme"] = acme;
+        }
         if !self.hide_vhosts {
             let vhosts: Vec<Value> = s
                 .vhosts

@@ -656,11 +656,11 @@ fn compressed_messages_may_exceed_the_limit_on_the_wire_by_deflate_overhead() {
         )
     };
     assert!(matches!(
-        feed_with(config.clone(), &compressed(167))[..],
+        feed_with(config, &compressed(167))[..],
         [Ok(Message::Compressed { .. })]
     ));
     assert!(matches!(
-        feed_with(config.clone(), &compressed(168))[..],
+        feed_with(config, &compressed(168))[..],
         [Err(ProtocolError::MessageTooBig { .. })]
     ));
     assert!(matches!(
