@@ -95,10 +95,32 @@ fn alpn_config(cert_pem: &str, key_pem: &str) -> Result<rustls::ServerConfig, St
         .collect::<Result<_, _>>()
         .map_err(|e| e.to_string())?;
     let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| e.to_string())?;
-    let mut c = rustls::ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
+    // `with_single_cert` would refuse the critical acmeIdentifier extension
+    // (webpki knows nothing of it); the CA is the only one to look at it.
+    let provider = rustls::crypto::ring::default_provider();
+    let signing = provider
+        .key_provider
+        .load_private_key(key)
         .map_err(|e| e.to_string())?;
+    let certified = Arc::new(rustls::sign::CertifiedKey::new(certs, signing));
+    let mut c = rustls::ServerConfig::builder_with_provider(Arc::new(provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(Fixed(certified)));
     c.alpn_protocols = vec![ACME_TLS_ALPN.to_vec()];
     Ok(c)
+}
+
+/// Always the challenge certificate.
+#[derive(Debug)]
+struct Fixed(Arc<rustls::sign::CertifiedKey>);
+
+impl rustls::server::ResolvesServerCert for Fixed {
+    fn resolve(
+        &self,
+        _hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.clone())
+    }
 }
