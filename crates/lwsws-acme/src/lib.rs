@@ -187,6 +187,7 @@ impl Manager {
                     });
                 }
                 Err(e) => {
+                    let e = chain(&e);
                     let wait = RETRY_MIN
                         .saturating_mul(1u32 << failures.min(10))
                         .min(RETRY_MAX);
@@ -474,6 +475,22 @@ pub fn read_validity(path: &Path) -> Option<(i64, i64)> {
     let cert = pem.parse_x509().ok()?;
     let v = cert.validity();
     Some((v.not_before.timestamp(), v.not_after.timestamp()))
+}
+
+/// An error with its causes ("client error (Connect): tcp connect error:
+/// Connection refused"), as operators need it in the log.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let s = c.to_string();
+        if !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        cause = c.source();
+    }
+    out
 }
 
 fn unix_now() -> i64 {
