@@ -72,11 +72,18 @@ pub enum CgiOutcome {
 
 /// Limits CGI programs running at once in this worker (`cgi-max-processes`).
 #[derive(Debug, Clone)]
-pub struct CgiLimiter(Arc<Semaphore>);
+pub struct CgiLimiter(Arc<Semaphore>, CgiCounters);
+
+/// Programs started and programs killed by `cgi-timeout` (for metrics).
+#[derive(Debug, Clone, Default)]
+pub struct CgiCounters {
+    pub runs: Arc<std::sync::atomic::AtomicU64>,
+    pub timeouts: Arc<std::sync::atomic::AtomicU64>,
+}
 
 impl CgiLimiter {
-    pub fn new(max: usize) -> Self {
-        CgiLimiter(Arc::new(Semaphore::new(max)))
+    pub fn new(max: usize, counters: CgiCounters) -> Self {
+        CgiLimiter(Arc::new(Semaphore::new(max)), counters)
     }
 }
 
@@ -114,6 +121,8 @@ where
         tracing::error!(program = %program.display(), error = %e, "cannot start CGI program");
         HttpError::new(StatusCode::BAD_GATEWAY)
     })?;
+    limiter.1.runs.fetch_add(1, Ordering::Relaxed);
+    let timeouts = limiter.1.timeouts.clone();
     let pgid = child.id().map_or(0, |p| p as i32);
     if pgid > 0 {
         LIVE_GROUPS
@@ -173,6 +182,7 @@ where
                     "CGI program exceeded cgi-timeout; killing it"
                 );
                 group.timed_out.store(true, Ordering::Release);
+                timeouts.fetch_add(1, Ordering::Relaxed);
                 group.kill().await;
                 let _ = child.wait().await;
             }

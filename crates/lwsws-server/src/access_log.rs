@@ -182,21 +182,32 @@ pub(crate) struct LoggedBody {
     entry: Option<Entry>,
     sent: u64,
     _busy: InFlight,
+    /// Where the bytes sent are counted (metrics): the stats and the vhost.
+    counted: Option<(std::sync::Arc<lwsws_ws::stats::Stats>, usize)>,
 }
 
 impl LoggedBody {
-    pub fn new(inner: Body, entry: Option<Entry>, busy: InFlight) -> Self {
+    pub fn new(
+        inner: Body,
+        entry: Option<Entry>,
+        busy: InFlight,
+        counted: Option<(std::sync::Arc<lwsws_ws::stats::Stats>, usize)>,
+    ) -> Self {
         LoggedBody {
             inner,
             entry,
             sent: 0,
             _busy: busy,
+            counted,
         }
     }
 }
 
 impl Drop for LoggedBody {
     fn drop(&mut self) {
+        if let Some((stats, vhost)) = self.counted.take() {
+            stats.sent(vhost, self.sent);
+        }
         if let Some(e) = self.entry.take() {
             e.write(self.sent);
         }

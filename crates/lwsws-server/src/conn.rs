@@ -240,7 +240,13 @@ async fn serve(
         let stream = start.into_stream(config).await?;
         Ok::<_, std::io::Error>(Some((vhost, stream)))
     };
-    let (vhost, stream) = match tokio::time::timeout_at(deadline, handshake).await {
+    let outcome = tokio::time::timeout_at(deadline, handshake).await;
+    let counter = match &outcome {
+        Ok(Ok(_)) => &state.stats.tls_handshakes,
+        _ => &state.stats.tls_failures,
+    };
+    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let (vhost, stream) = match outcome {
         Ok(Ok(Some(s))) => s,
         Ok(Ok(None)) => {
             tracing::info!(?peer, "ACME TLS-ALPN-01 validation answered");

@@ -282,7 +282,6 @@ impl Server {
             .iter()
             .map(|l| raw::RawRoute::for_listener(&config, l))
             .collect();
-        let cgi = lwsws_mounts::cgi::CgiLimiter::new(config.global.cgi_max_processes);
         let proxy = lwsws_mounts::proxy::Pool::new(resources.proxy_tls.clone());
         let mut stats = lwsws_ws::stats::Stats::new(
             config
@@ -302,6 +301,13 @@ impl Server {
         );
         stats.generation = generation;
         let stats = Arc::new(stats);
+        let cgi = lwsws_mounts::cgi::CgiLimiter::new(
+            config.global.cgi_max_processes,
+            lwsws_mounts::cgi::CgiCounters {
+                runs: stats.cgi_runs.clone(),
+                timeouts: stats.cgi_timeouts.clone(),
+            },
+        );
         // Plugins are loaded here, in the worker, after the privilege drop.
         let mut registry = lwsws_ws::Registry::builtin();
         let mut plugins = lwsws_plugin::Loader::default();

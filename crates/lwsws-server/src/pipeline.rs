@@ -22,6 +22,8 @@ struct Handled {
     close: bool,
     /// A CGI program asked for this local path to be served instead.
     internal_redirect: Option<String>,
+    /// A proxy mount answered (its 502 and 504 are upstream errors).
+    proxied: bool,
 }
 
 /// The head of a GET for `target` (path and query), keeping the client's headers.
@@ -70,7 +72,6 @@ where
     }
     let on_upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
     let mut h = route(state, conn, &parts, body, on_upgrade).await;
-    state.stats.request(h.vhost);
     // A CGI program may answer with a local Location: serve that path instead.
     let mut hops = 0;
     while let Some(target) = h.internal_redirect.take() {
@@ -104,8 +105,20 @@ where
         conn.handle.mark_upgraded();
     }
     finish(state, conn, h.vhost, &mut resp, h.close);
+    state.stats.request(h.vhost, resp.status().as_u16());
+    if h.proxied
+        && matches!(
+            resp.status(),
+            StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT
+        )
+        && let Some(v) = h.vhost.and_then(|i| state.stats.vhosts.get(i))
+    {
+        v.proxy_errors
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
     let entry = log_entry(state, conn, &parts, h.vhost, h.user, resp.status());
-    resp.map(|b| LoggedBody::new(b, entry, busy))
+    let counted = h.vhost.map(|v| (state.stats.clone(), v));
+    resp.map(|b| LoggedBody::new(b, entry, busy, counted))
 }
 
 async fn route<B>(
@@ -125,6 +138,7 @@ where
         response: Err(HttpError::new(StatusCode::INTERNAL_SERVER_ERROR)),
         close: false,
         internal_redirect: None,
+        proxied: false,
     };
     // 1. A head the guard refused arrives as a synthetic request.
     if let Some(status) = rejected(parts) {
@@ -265,6 +279,7 @@ where
             }
         }
         Origin::Proxy(origin) => {
+            h.proxied = true;
             let info = lwsws_mounts::proxy::ProxyRequest {
                 peer: conn.peer,
                 tls: conn.tls.is_some(),

@@ -94,6 +94,11 @@ pub(crate) async fn upgrade(
         return Err(HttpError::new(StatusCode::BAD_REQUEST));
     };
     let handle = ConnHandle::new(user.clone());
+    handle.count_messages(
+        state
+            .stats
+            .ws_messages(&v.ws_protocols[accepted.entry].name),
+    );
     // Counted from before the session starts, so what it reports includes it.
     let counted = lwsws_ws::stats::WsCount::new(state.stats.clone(), vhost);
     let auth_counted = user

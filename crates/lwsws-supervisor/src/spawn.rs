@@ -51,6 +51,7 @@ pub struct Recipe<'a> {
     pub logs: &'a Logs,
     pub tls: &'a [Option<lwsws_tls::Material>],
     pub credentials: Option<&'a Credentials>,
+    pub reloads: u64,
 }
 
 /// Starts a worker and sends it its `Start` message.
@@ -130,6 +131,7 @@ pub fn spawn(r: &Recipe<'_>) -> Result<Spawned, SpawnError> {
         logs,
         credentials: r.credentials.cloned(),
         tls: r.tls.to_vec(),
+        reloads: r.reloads,
     };
     if let Err(e) = wire::send(ours.as_fd(), &start, &[]) {
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);

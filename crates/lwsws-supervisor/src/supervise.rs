@@ -123,6 +123,8 @@ struct Supervisor {
     next_interface_poll: Instant,
     /// The ACME process, while some vhost has `acme` (SPEC §5.1).
     acme: AcmeLink,
+    /// Generations started by a reload (SIGHUP, ACME, an interface).
+    reloads: u64,
 }
 
 /// Runs the supervisor with an already validated `config` until it is
@@ -211,6 +213,7 @@ pub fn run(opts: Options, config: Config) -> u8 {
         last_status: String::new(),
         next_interface_poll: Instant::now() + INTERFACE_POLL,
         acme: AcmeLink::default(),
+        reloads: 0,
     };
     if let Err(e) = s.start_generation(None) {
         tracing::error!("cannot start a worker: {e}");
@@ -661,10 +664,12 @@ impl Supervisor {
         } else {
             self.active.config.clone()
         };
+        self.reloads += 1;
         match self.start_generation(Some(config)) {
             // The new generation also replaces a pending crash restart.
             Ok(()) => self.restart_at = None,
             Err(e) => {
+                self.reloads -= 1;
                 tracing::error!("reload failed: {e}; still serving the previous configuration");
                 self.end_reload();
             }
@@ -704,6 +709,7 @@ impl Supervisor {
             logs: &set.logs,
             tls: &set.tls,
             credentials: self.credentials.as_ref(),
+            reloads: self.reloads,
         })
         .map_err(|e| e.to_string())?;
         if let Err(e) = nix::fcntl::fcntl(

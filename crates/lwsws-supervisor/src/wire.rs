@@ -42,6 +42,9 @@ pub struct Start<C> {
     /// Per vhost: certificate, key and client CA, read by the supervisor
     /// (keys may be root-only; the worker never opens them).
     pub tls: Vec<Option<lwsws_tls::Material>>,
+    /// Reloads the supervisor has done so far (for metrics).
+    #[serde(default)]
+    pub reloads: u64,
 }
 
 /// A listening socket at descriptor `fd`, for the listener `listen`.

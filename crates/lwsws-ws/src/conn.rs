@@ -47,6 +47,8 @@ pub struct ConnHandle {
     out: Mutex<Outbox>,
     wake: Notify,
     closing: AtomicBool,
+    /// The protocol's message counters (metrics), once the server sets them.
+    messages: std::sync::OnceLock<Arc<crate::stats::MessageCount>>,
 }
 
 #[derive(Default)]
@@ -67,7 +69,19 @@ impl ConnHandle {
             out: Mutex::new(Outbox::default()),
             wake: Notify::new(),
             closing: AtomicBool::new(false),
+            messages: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Counts this connection's data messages in `counters` (its protocol's).
+    pub fn count_messages(&self, counters: Arc<crate::stats::MessageCount>) {
+        let _ = self.messages.set(counters);
+    }
+
+    fn received(&self) {
+        if let Some(m) = self.messages.get() {
+            m.received.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Queues an encoded frame (shared bytes, e.g. one broadcast frame).
@@ -81,6 +95,11 @@ impl ConnHandle {
             if o.bytes > 0 && o.bytes + frame.len() > MAX_QUEUED {
                 o.overflow = true;
             } else {
+                if let Some(m) = self.messages.get()
+                    && matches!(frame.first().map(|b| b & 0x0f), Some(1 | 2))
+                {
+                    m.sent.fetch_add(1, Ordering::Relaxed);
+                }
                 o.bytes += frame.len();
                 o.frames.push_back(frame);
             }
@@ -179,11 +198,18 @@ where
                         let mut failed = None;
                         for m in incoming {
                             match m {
-                                Message::Text(b) => session.on_message(&handle, Incoming::Text(b)),
-                                Message::Binary(b) => session.on_message(&handle, Incoming::Binary(b)),
+                                Message::Text(b) => {
+                                    handle.received();
+                                    session.on_message(&handle, Incoming::Text(b));
+                                }
+                                Message::Binary(b) => {
+                                    handle.received();
+                                    session.on_message(&handle, Incoming::Binary(b));
+                                }
                                 Message::Ping(p) => handle.send_frame(frame::frame(OpCode::Pong, &p)),
                                 Message::Pong(_) => {}
                                 Message::Compressed { text, payload } => {
+                                    handle.received();
                                     match inflate(inflater.as_mut(), text, &payload, max_message_size) {
                                         Ok(m) => session.on_message(&handle, m),
                                         Err(code) => {

@@ -129,6 +129,7 @@ impl Registry {
         r.add(Arc::new(crate::builtin::mirror::Mirror));
         r.add(Arc::new(crate::builtin::server_status::ServerStatus));
         r.add(Arc::new(crate::builtin::raw_proxy::RawProxy));
+        r.add(Arc::new(crate::builtin::openmetrics::OpenMetrics));
         r.aliases.insert("lws-status", "lws-server-status");
         r
     }

@@ -3,6 +3,7 @@
 //! whoever wants a snapshot.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
@@ -22,6 +23,29 @@ pub struct Stats {
     /// ACME vhosts' certificate status (SPEC §5.1), as the supervisor last
     /// passed it on; `Null` without ACME.
     acme: Mutex<serde_json::Value>,
+    /// When this worker started, for `process_start_time_seconds`.
+    pub started_at: std::time::SystemTime,
+    /// TLS handshakes completed and failed (or timed out).
+    pub tls_handshakes: AtomicU64,
+    pub tls_failures: AtomicU64,
+    /// Reloads the supervisor has done before starting this worker.
+    pub reloads: AtomicU64,
+    /// CGI programs started, and killed by `cgi-timeout` (shared with the
+    /// CGI runner).
+    pub cgi_runs: Arc<AtomicU64>,
+    pub cgi_timeouts: Arc<AtomicU64>,
+    /// Requests no vhost took (421, bad heads), by status class.
+    unrouted: [AtomicU64; 5],
+    /// WebSocket data messages by protocol name; connections hold their
+    /// protocol's counters, so the lock is taken once per connection.
+    ws_messages: Mutex<std::collections::BTreeMap<String, Arc<MessageCount>>>,
+}
+
+/// Data messages received from and sent to one protocol's connections.
+#[derive(Debug, Default)]
+pub struct MessageCount {
+    pub received: AtomicU64,
+    pub sent: AtomicU64,
 }
 
 /// Counters and description of one vhost.
@@ -32,6 +56,11 @@ pub struct VhostStats {
     pub mounts: Vec<(String, &'static str)>,
     pub requests: AtomicU64,
     pub ws_connections: AtomicUsize,
+    /// Requests by status class, 1xx … 5xx.
+    pub status: [AtomicU64; 5],
+    pub response_bytes: AtomicU64,
+    /// Proxy mount requests that failed upstream (502, 504).
+    pub proxy_errors: AtomicU64,
 }
 
 impl Stats {
@@ -59,7 +88,46 @@ impl Stats {
             vhosts,
             users: Mutex::new(HashMap::new()),
             acme: Mutex::new(serde_json::Value::Null),
+            started_at: std::time::SystemTime::now(),
+            tls_handshakes: AtomicU64::new(0),
+            tls_failures: AtomicU64::new(0),
+            reloads: AtomicU64::new(0),
+            cgi_runs: Arc::default(),
+            cgi_timeouts: Arc::default(),
+            unrouted: Default::default(),
+            ws_messages: Mutex::default(),
         }
+    }
+
+    /// The message counters of `protocol`'s connections.
+    pub fn ws_messages(&self, protocol: &str) -> Arc<MessageCount> {
+        match self.ws_messages.lock() {
+            Ok(mut m) => m.entry(protocol.to_string()).or_default().clone(),
+            Err(_) => Arc::default(),
+        }
+    }
+
+    /// Every protocol's (name, received, sent), by name.
+    pub fn ws_message_counts(&self) -> Vec<(String, u64, u64)> {
+        self.ws_messages.lock().map_or_else(
+            |_| Vec::new(),
+            |m| {
+                m.iter()
+                    .map(|(k, c)| {
+                        (
+                            k.clone(),
+                            c.received.load(Ordering::Relaxed),
+                            c.sent.load(Ordering::Relaxed),
+                        )
+                    })
+                    .collect()
+            },
+        )
+    }
+
+    /// Requests no vhost took, by status class (1xx … 5xx).
+    pub fn unrouted(&self) -> [u64; 5] {
+        std::array::from_fn(|i| self.unrouted[i].load(Ordering::Relaxed))
     }
 
     /// Authenticated WebSocket connections and distinct users among them.
@@ -70,10 +138,25 @@ impl Stats {
         }
     }
 
-    pub fn request(&self, vhost: Option<usize>) {
+    /// A request answered with `status`, by the vhost that took it.
+    pub fn request(&self, vhost: Option<usize>, status: u16) {
         self.requests.fetch_add(1, Ordering::Relaxed);
-        if let Some(v) = vhost.and_then(|i| self.vhosts.get(i)) {
-            v.requests.fetch_add(1, Ordering::Relaxed);
+        let class = usize::from((status / 100).clamp(1, 5) - 1);
+        match vhost.and_then(|i| self.vhosts.get(i)) {
+            Some(v) => {
+                v.requests.fetch_add(1, Ordering::Relaxed);
+                v.status[class].fetch_add(1, Ordering::Relaxed);
+            }
+            None => {
+                self.unrouted[class].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Response body bytes sent by `vhost`.
+    pub fn sent(&self, vhost: usize, bytes: u64) {
+        if let Some(v) = self.vhosts.get(vhost) {
+            v.response_bytes.fetch_add(bytes, Ordering::Relaxed);
         }
     }
 }
@@ -86,6 +169,9 @@ impl VhostStats {
             mounts,
             requests: AtomicU64::new(0),
             ws_connections: AtomicUsize::new(0),
+            status: Default::default(),
+            response_bytes: AtomicU64::new(0),
+            proxy_errors: AtomicU64::new(0),
         }
     }
 }

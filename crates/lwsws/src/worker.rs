@@ -58,6 +58,7 @@ pub fn run() -> ExitCode {
 /// Everything taken over from the supervisor, privileges already dropped.
 struct Prepared {
     generation: u64,
+    reloads: u64,
     config: Arc<Config>,
     listeners: Vec<BoundListener>,
     resources: Resources,
@@ -182,6 +183,7 @@ fn prepare(start: Start<Config>, control: OwnedFd) -> Result<Prepared, PrepareEr
     }
     Ok(Prepared {
         generation: start.generation,
+        reloads: start.reloads,
         config,
         listeners,
         resources,
@@ -262,6 +264,9 @@ async fn serve_async(p: Prepared) -> ExitCode {
     let signals = Signals::new();
     let mut rx = wire::Receiver::new(MAX_MESSAGE);
     let stats = server.stats();
+    stats
+        .reloads
+        .store(p.reloads, std::sync::atomic::Ordering::Relaxed);
     let mut last = (u64::MAX, u64::MAX);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let far = || tokio::time::Instant::now() + Duration::from_secs(86400 * 365);

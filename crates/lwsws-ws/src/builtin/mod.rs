@@ -3,5 +3,6 @@
 pub mod dumb_increment;
 pub mod echo;
 pub mod mirror;
+pub mod openmetrics;
 pub mod raw_proxy;
 pub mod server_status;
