@@ -16,6 +16,7 @@ mod error;
 mod jsonc;
 mod print;
 mod reader;
+pub mod schema;
 mod serde_http;
 mod source;
 mod types;

@@ -15,6 +15,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod config_dir;
+mod corpus;
 mod port;
 mod procfs;
 mod run;

@@ -146,6 +146,7 @@ impl Launch {
         };
         // From here on a panic drops `server`, which kills its group.
         server.wait_ready(&self.ready, self.start_timeout);
+        crate::corpus::record(&self.conf_dir);
         server
     }
 }

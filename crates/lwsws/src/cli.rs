@@ -41,6 +41,10 @@ pub struct Cli {
     #[arg(long = "print-config")]
     pub print_config: bool,
 
+    /// Print the JSON Schema (draft 2020-12) of a configuration file and exit.
+    #[arg(long)]
+    pub schema: bool,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }

@@ -21,6 +21,11 @@ fn main() -> ExitCode {
         None => {}
     }
 
+    if cli.schema {
+        print!("{}", lwsws_config::schema::render());
+        return ExitCode::SUCCESS;
+    }
+
     let opts = LoadOptions {
         data_dir: lwsws_config::default_data_dir(),
         protocols: lwsws_ws::Registry::builtin().specs(),
