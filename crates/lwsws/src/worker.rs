@@ -216,7 +216,13 @@ async fn serve_async(p: Prepared) -> ExitCode {
     let generation = p.generation;
     let control = Control::default();
     let server = match Server::new(p.config.clone(), p.resources, generation, control.clone()) {
-        Ok(s) => Arc::new(s),
+        Ok(s) => {
+            // Before the first request can see the counters.
+            s.stats()
+                .reloads
+                .store(p.reloads, std::sync::atomic::Ordering::Relaxed);
+            Arc::new(s)
+        }
         Err(e) => {
             tracing::error!(generation, "worker cannot start: {e}");
             return ExitCode::from(exit::STARTUP);
@@ -264,9 +270,6 @@ async fn serve_async(p: Prepared) -> ExitCode {
     let signals = Signals::new();
     let mut rx = wire::Receiver::new(MAX_MESSAGE);
     let stats = server.stats();
-    stats
-        .reloads
-        .store(p.reloads, std::sync::atomic::Ordering::Relaxed);
     let mut last = (u64::MAX, u64::MAX);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let far = || tokio::time::Instant::now() + Duration::from_secs(86400 * 365);

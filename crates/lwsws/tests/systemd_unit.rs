@@ -24,9 +24,15 @@ fn unit_passes_systemd_analyze_verify() {
     let text = unit().replace("/usr/bin/lwsws", bin().to_str().unwrap());
     assert!(text.contains(bin().to_str().unwrap()));
     std::fs::write(&path, text).unwrap();
+    // `Documentation=man:lwsws(8)` must name a page man finds: the one in
+    // share/man, as the package installs it.
+    let man8 = dir.path().join("man/man8");
+    std::fs::create_dir_all(&man8).unwrap();
+    std::fs::copy(repo().join("share/man/lwsws.8"), man8.join("lwsws.8")).unwrap();
     let out = Command::new("systemd-analyze")
         .arg("verify")
         .arg(&path)
+        .env("MANPATH", dir.path().join("man"))
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
