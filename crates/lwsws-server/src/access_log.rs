@@ -184,6 +184,8 @@ pub(crate) struct LoggedBody {
     _busy: InFlight,
     /// Where the bytes sent are counted (metrics): the stats and the vhost.
     counted: Option<(std::sync::Arc<lwsws_ws::stats::Stats>, usize)>,
+    /// The client's `ip-limit-ah` slot, held until the body is done.
+    _slot: Option<crate::client::Slot>,
 }
 
 impl LoggedBody {
@@ -192,6 +194,7 @@ impl LoggedBody {
         entry: Option<Entry>,
         busy: InFlight,
         counted: Option<(std::sync::Arc<lwsws_ws::stats::Stats>, usize)>,
+        slot: Option<crate::client::Slot>,
     ) -> Self {
         LoggedBody {
             inner,
@@ -199,6 +202,7 @@ impl LoggedBody {
             sent: 0,
             _busy: busy,
             counted,
+            _slot: slot,
         }
     }
 }

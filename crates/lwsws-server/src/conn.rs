@@ -59,6 +59,40 @@ pub(crate) struct ConnInfo {
     pub plain_on_tls: bool,
     /// HTTP/2 (ALPN `h2`).
     pub h2: bool,
+    /// The scheme a trusted balancer's `X-Forwarded-Proto` names (true:
+    /// https), for this request.
+    pub forwarded_https: Option<bool>,
+    /// The connection's `ip-limit-wsi` slot: released when the connection
+    /// ends, or taken by the WebSocket the connection becomes.
+    pub slot: Arc<std::sync::Mutex<Option<crate::client::Slot>>>,
+}
+
+impl ConnInfo {
+    /// Whether the client reached us over https (here, or at a trusted
+    /// balancer in front).
+    pub fn https(&self) -> bool {
+        self.forwarded_https.unwrap_or(self.tls.is_some())
+    }
+
+    #[cfg(test)]
+    pub fn for_tests(peer: Option<SocketAddr>) -> ConnInfo {
+        ConnInfo {
+            listener: 0,
+            peer,
+            local: None,
+            handle: ConnHandle::detached(),
+            tls: None,
+            plain_on_tls: false,
+            h2: false,
+            forwarded_https: None,
+            slot: Arc::default(),
+        }
+    }
+
+    /// The `ip-limit-wsi` slot, for a task that outlives the HTTP connection.
+    pub fn take_slot(&self) -> Option<crate::client::Slot> {
+        self.slot.lock().ok().and_then(|mut s| s.take())
+    }
 }
 
 /// Accepts until the worker drains. The listening socket itself stays open
@@ -124,6 +158,37 @@ fn unmap(a: SocketAddr) -> SocketAddr {
     }
 }
 
+/// Reads the PROXY header of a connection on a `proxy-protocol` listener:
+/// the connection (with what followed the header) and the client address.
+/// `None`: refused — not from `trusted-proxies`, or no valid header.
+async fn proxied(
+    mut io: Box<dyn Io>,
+    peer: Option<SocketAddr>,
+    state: &State,
+) -> Option<(Box<dyn Io>, Option<SocketAddr>)> {
+    if !peer.is_some_and(|p| state.trusted.contains(p.ip())) {
+        state
+            .proxy_refusals
+            .refused(peer, "the peer is not in trusted-proxies");
+        return None;
+    }
+    let deadline = tokio::time::Instant::now() + state.config.global.timeout;
+    match crate::client::read_proxy_header(&mut io, deadline).await {
+        Ok((source, rest)) => {
+            let io: Box<dyn Io> = if rest.is_empty() {
+                io
+            } else {
+                Box::new(Prefixed::new(rest, io))
+            };
+            Some((io, source.map(unmap).or(peer)))
+        }
+        Err(e) => {
+            state.proxy_refusals.refused(peer, &e.to_string());
+            None
+        }
+    }
+}
+
 /// The first byte of a TLS connection (a handshake record).
 const TLS_HANDSHAKE: u8 = 0x16;
 
@@ -134,6 +199,22 @@ async fn serve(
     local: Option<SocketAddr>,
     state: Arc<State>,
 ) {
+    // Behind a balancer: the PROXY header names the client (SPEC §2.3).
+    let (io, peer) = match state.proxy_protocol.get(listener) {
+        Some(true) => match proxied(io, peer, &state).await {
+            Some(p) => p,
+            None => return,
+        },
+        _ => (io, peer),
+    };
+    // `ip-limit-wsi`: connections at once per client address.
+    let slot = match (&state.ip_limit_wsi, peer) {
+        (Some(limit), Some(p)) => match limit.acquire(p.ip()) {
+            Some(s) => Some(s),
+            None => return,
+        },
+        _ => None,
+    };
     let stats = state.stats.clone();
     let _counted = lwsws_ws::stats::Counted::new(&stats.http_connections);
     let plain = ConnInfo {
@@ -144,6 +225,8 @@ async fn serve(
         tls: None,
         plain_on_tls: false,
         h2: false,
+        forwarded_https: None,
+        slot: Arc::new(std::sync::Mutex::new(slot)),
     };
     let is_tls = state
         .router

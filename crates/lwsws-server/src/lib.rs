@@ -9,6 +9,7 @@
 
 mod access_log;
 pub mod acme;
+mod client;
 mod conn;
 mod error_page;
 mod guard;
@@ -238,6 +239,16 @@ pub(crate) struct State {
     pub plain_on_tls: Vec<bool>,
     /// Per listener: where its raw connections go (§7), if it has any.
     pub raw: Vec<Option<raw::RawRoute>>,
+    /// Per listener: connections start with a PROXY protocol header.
+    pub proxy_protocol: Vec<bool>,
+    /// `trusted-proxies`.
+    pub trusted: client::Trusted,
+    /// `ip-limit-wsi` (connections) and `ip-limit-ah` (requests in progress)
+    /// per client address.
+    pub ip_limit_wsi: Option<Arc<client::PerClient>>,
+    pub ip_limit_ah: Option<Arc<client::PerClient>>,
+    /// Refused PROXY connections, logged at most once a second.
+    pub proxy_refusals: client::RefusalLog,
 }
 
 /// One worker generation's serving state, built before the first accept.
@@ -282,6 +293,22 @@ impl Server {
             .iter()
             .map(|l| raw::RawRoute::for_listener(&config, l))
             .collect();
+        // Vhosts sharing a listener agree on it (the configuration checks).
+        let proxy_protocol = router
+            .listeners()
+            .iter()
+            .map(|l| l.vhosts.iter().any(|&v| config.vhosts[v].proxy_protocol))
+            .collect();
+        let g = &config.global;
+        let trusted = client::Trusted::new(&g.trusted_proxies);
+        let ip_limit_wsi = g
+            .ip_limit_wsi
+            .filter(|&n| n > 0)
+            .map(|n| client::PerClient::new(n, "ip-limit-wsi (connections)"));
+        let ip_limit_ah = g
+            .ip_limit_ah
+            .filter(|&n| n > 0)
+            .map(|n| client::PerClient::new(n, "ip-limit-ah (requests in progress)"));
         let proxy = lwsws_mounts::proxy::Pool::new(resources.proxy_tls.clone());
         let mut stats = lwsws_ws::stats::Stats::new(
             config
@@ -370,6 +397,11 @@ impl Server {
                 control,
                 keepalive,
                 plain_on_tls,
+                proxy_protocol,
+                trusted,
+                ip_limit_wsi,
+                ip_limit_ah,
+                proxy_refusals: client::RefusalLog::default(),
                 raw,
             }),
         })

@@ -71,7 +71,30 @@ where
         parts.headers.insert(header::HOST, v);
     }
     let on_upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
-    let mut h = route(state, conn, &parts, body, on_upgrade).await;
+    // Behind a trusted balancer the client is who X-Forwarded-For names.
+    let forwarded = crate::client::forwarded(&state.trusted, conn, &parts.headers);
+    let conn = forwarded.as_ref().unwrap_or(conn);
+    // `ip-limit-ah`: requests in progress per client address.
+    let (slot, over_limit) = match (&state.ip_limit_ah, conn.peer) {
+        (Some(limit), Some(p)) => match limit.acquire(p.ip()) {
+            Some(s) => (Some(s), false),
+            None => (None, true),
+        },
+        _ => (None, false),
+    };
+    let mut h = if over_limit {
+        Handled {
+            vhost: None,
+            user: None,
+            response: Err(HttpError::new(StatusCode::SERVICE_UNAVAILABLE)
+                .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))),
+            close: false,
+            internal_redirect: None,
+            proxied: false,
+        }
+    } else {
+        route(state, conn, &parts, body, on_upgrade).await
+    };
     // A CGI program may answer with a local Location: serve that path instead.
     let mut hops = 0;
     while let Some(target) = h.internal_redirect.take() {
@@ -118,7 +141,7 @@ where
     }
     let entry = log_entry(state, conn, &parts, h.vhost, h.user, resp.status());
     let counted = h.vhost.map(|v| (state.stats.clone(), v));
-    resp.map(|b| LoggedBody::new(b, entry, busy, counted))
+    resp.map(|b| LoggedBody::new(b, entry, busy, counted, slot))
 }
 
 async fn route<B>(
@@ -261,7 +284,7 @@ where
                 server_name: &v.name,
                 local: conn.local,
                 peer: conn.peer,
-                tls: conn.tls.is_some(),
+                tls: conn.https(),
                 client_subject: conn.tls.as_ref().and_then(|t| t.client_subject.as_deref()),
                 user: h.user.as_deref(),
             };
@@ -282,7 +305,7 @@ where
             h.proxied = true;
             let info = lwsws_mounts::proxy::ProxyRequest {
                 peer: conn.peer,
-                tls: conn.tls.is_some(),
+                tls: conn.https(),
                 vhost: &v.name,
                 connect_timeout: g.timeout,
                 tunnels: &state.tasks,
@@ -416,7 +439,7 @@ fn finish(
         for (k, val) in &v.headers {
             h.append(k.clone(), val.clone());
         }
-        if v.sts && conn.tls.is_some() {
+        if v.sts && conn.https() {
             h.insert(
                 header::STRICT_TRANSPORT_SECURITY,
                 HeaderValue::from_static("max-age=15768000 ; includeSubDomains"),

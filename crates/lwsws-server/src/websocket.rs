@@ -24,8 +24,13 @@ pub(crate) async fn upgrade(
 ) -> Result<Response<Body>, HttpError> {
     let v = &state.config.vhosts[vhost];
     let arrival = Arrival {
-        tls: conn.tls.is_some(),
-        port: conn.local.map(|a| a.port()),
+        tls: conn.https(),
+        // Behind a balancer the client came in on the balancer's port,
+        // which the Host header names (or the scheme implies).
+        port: conn
+            .local
+            .map(|a| a.port())
+            .filter(|_| conn.forwarded_https.is_none()),
         h2: conn.h2,
     };
     let accepted = negotiate(parts, v, mount_protocol, arrival).map_err(|r| {
@@ -184,7 +189,10 @@ pub(crate) async fn upgrade(
     };
     let close = state.control.close.clone();
     let protocol_name = v.ws_protocols[accepted.entry].name.clone();
+    // The client's connection slot lives as long as the WebSocket.
+    let slot = conn.take_slot();
     state.tasks.spawn(async move {
+        let _slot = slot;
         let upgraded = match on_upgrade.await {
             Ok(u) => u,
             Err(e) => {
