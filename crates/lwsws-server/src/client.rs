@@ -21,6 +21,8 @@ use tokio::io::AsyncReadExt;
 /// The longest PROXY header read: v1 is at most 107 bytes; v2 carries TLVs,
 /// which balancers keep small.
 const MAX_PROXY_HEADER: usize = 16 * 1024;
+/// The longest PROXY v1 line, CRLF included.
+const V1_MAX: usize = 107;
 
 /// `trusted-proxies`.
 #[derive(Debug, Default)]
@@ -82,6 +84,16 @@ pub(crate) async fn read_proxy_header(
         buf.extend_from_slice(&chunk[..n]);
         let parsed = HeaderResult::parse(&buf);
         if parsed.is_incomplete() {
+            // A v1 header is one line of at most 107 bytes: once the line
+            // is complete (or could not be), more input cannot help — `ppp`
+            // reports a line with missing fields as incomplete.
+            let v1_done = buf.starts_with(b"PROXY")
+                && (buf.windows(2).any(|w| w == b"\r\n") || buf.len() >= V1_MAX);
+            if v1_done {
+                return Err(ProxyHeaderError::Invalid(
+                    "a PROXY v1 line with missing fields".into(),
+                ));
+            }
             if buf.len() >= MAX_PROXY_HEADER {
                 return Err(ProxyHeaderError::Invalid("header too long".into()));
             }
@@ -100,8 +112,12 @@ pub(crate) async fn read_proxy_header(
 
 fn v1_source(a: &ppp::v1::Addresses) -> Option<SocketAddr> {
     match a {
-        ppp::v1::Addresses::Tcp4(a) => Some(SocketAddr::new(a.source_address.into(), a.source_port)),
-        ppp::v1::Addresses::Tcp6(a) => Some(SocketAddr::new(a.source_address.into(), a.source_port)),
+        ppp::v1::Addresses::Tcp4(a) => {
+            Some(SocketAddr::new(a.source_address.into(), a.source_port))
+        }
+        ppp::v1::Addresses::Tcp6(a) => {
+            Some(SocketAddr::new(a.source_address.into(), a.source_port))
+        }
         ppp::v1::Addresses::Unknown => None,
     }
 }
@@ -111,8 +127,12 @@ fn v2_source(h: &ppp::v2::Header<'_>) -> Option<SocketAddr> {
         return None;
     }
     match &h.addresses {
-        ppp::v2::Addresses::IPv4(a) => Some(SocketAddr::new(a.source_address.into(), a.source_port)),
-        ppp::v2::Addresses::IPv6(a) => Some(SocketAddr::new(a.source_address.into(), a.source_port)),
+        ppp::v2::Addresses::IPv4(a) => {
+            Some(SocketAddr::new(a.source_address.into(), a.source_port))
+        }
+        ppp::v2::Addresses::IPv6(a) => {
+            Some(SocketAddr::new(a.source_address.into(), a.source_port))
+        }
         _ => None,
     }
 }
@@ -121,7 +141,11 @@ fn v2_source(h: &ppp::v2::Header<'_>) -> Option<SocketAddr> {
 /// `X-Forwarded-For` that is not itself a trusted proxy (the left-most if all
 /// are), and the scheme of `X-Forwarded-Proto`. `None` when the headers do
 /// not apply (no trusted proxies, an untrusted peer, no header).
-pub(crate) fn forwarded(trusted: &Trusted, conn: &ConnInfo, headers: &HeaderMap) -> Option<ConnInfo> {
+pub(crate) fn forwarded(
+    trusted: &Trusted,
+    conn: &ConnInfo,
+    headers: &HeaderMap,
+) -> Option<ConnInfo> {
     if trusted.is_empty() {
         return None;
     }
@@ -266,13 +290,19 @@ impl RefusalLog {
             return;
         };
         let now = Instant::now();
-        if s.0.is_some_and(|t| now.duration_since(t) < Duration::from_secs(1)) {
+        if s.0
+            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
+        {
             s.1 += 1;
             return;
         }
         let suppressed = std::mem::take(&mut s.1);
         s.0 = Some(now);
-        tracing::warn!(?peer, suppressed, "proxy-protocol: connection closed: {why}");
+        tracing::warn!(
+            ?peer,
+            suppressed,
+            "proxy-protocol: connection closed: {why}"
+        );
     }
 }
 
@@ -297,14 +327,20 @@ mod tests {
 
     #[test]
     fn right_most_untrusted_address_from_a_trusted_peer() {
-        let t = Trusted::new(&["127.0.0.0/8".parse().unwrap(), "198.51.100.0/24".parse().unwrap()]);
+        let t = Trusted::new(&[
+            "127.0.0.0/8".parse().unwrap(),
+            "198.51.100.0/24".parse().unwrap(),
+        ]);
         let h = headers(&[("x-forwarded-for", "203.0.113.7, 198.51.100.2")]);
         let c = forwarded(&t, &info("127.0.0.1:5000"), &h).unwrap();
         assert_eq!(c.peer, Some("203.0.113.7:0".parse().unwrap()));
         // From an untrusted peer nothing changes.
         assert!(forwarded(&t, &info("192.0.2.1:5000"), &h).is_none());
         // A spoofed left part does not win over the real hop.
-        let h = headers(&[("x-forwarded-for", "1.2.3.4, 203.0.113.7"), ("x-forwarded-proto", "https")]);
+        let h = headers(&[
+            ("x-forwarded-for", "1.2.3.4, 203.0.113.7"),
+            ("x-forwarded-proto", "https"),
+        ]);
         let c = forwarded(&t, &info("127.0.0.1:5000"), &h).unwrap();
         assert_eq!(c.peer, Some("203.0.113.7:0".parse().unwrap()));
         assert!(c.https());

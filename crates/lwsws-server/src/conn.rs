@@ -160,13 +160,16 @@ fn unmap(a: SocketAddr) -> SocketAddr {
 
 /// Reads the PROXY header of a connection on a `proxy-protocol` listener:
 /// the connection (with what followed the header) and the client address.
-/// `None`: refused — not from `trusted-proxies`, or no valid header.
+/// `None`: refused — not from `trusted-proxies`, or no valid header. On a
+/// Unix socket (no peer address) the socket's permissions decide who may
+/// connect, so every peer may send the header, as with HAProxy's
+/// `send-proxy` to a socket.
 async fn proxied(
     mut io: Box<dyn Io>,
     peer: Option<SocketAddr>,
     state: &State,
 ) -> Option<(Box<dyn Io>, Option<SocketAddr>)> {
-    if !peer.is_some_and(|p| state.trusted.contains(p.ip())) {
+    if peer.is_some_and(|p| !state.trusted.contains(p.ip())) {
         state
             .proxy_refusals
             .refused(peer, "the peer is not in trusted-proxies");
