@@ -19,6 +19,8 @@ use http_body_util::BodyExt;
 use lwsws_config::{Config, Mount, Origin, ProxyOrigin, ProxyTarget};
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -80,7 +82,8 @@ where
     // Without a body, an idempotent request can be sent again if a pooled
     // connection fails under it (RFC 9110 §9.2.2).
     let replayable = parts.method.is_idempotent() && body.is_end_stream();
-    let mut req = upstream_request(Box::pin(ClientBody(body)))?;
+    let body_failed = Arc::new(AtomicBool::new(false));
+    let mut req = upstream_request(Box::pin(ClientBody(body, body_failed.clone())))?;
 
     let key = pool::Key::new(origin, mount.proxy_ca.as_deref());
     let mut conn = pool.checkout(&key, origin, info.connect_timeout).await?;
@@ -106,6 +109,13 @@ where
                     ))?,
                 };
                 conn = pool.connect_new(&key, origin, info.connect_timeout).await?;
+            }
+            // The client's body broke off or was malformed (the guard
+            // refuses a bad chunk only when it arrives): its fault, not the
+            // upstream's, which never saw a complete request.
+            Ok(Err(e)) if body_failed.load(Ordering::Acquire) => {
+                tracing::info!(upstream = %key, error = %e.error, "client request body failed while it was being forwarded");
+                return Err(HttpError::new(StatusCode::BAD_REQUEST));
             }
             Ok(Err(e)) => {
                 tracing::warn!(upstream = %key, error = %e.error, "upstream request failed");
@@ -310,7 +320,8 @@ async fn tunnel(
 }
 
 /// The client's request body with its errors made `io::Error`s.
-struct ClientBody<B>(B);
+/// The client's body on its way upstream; errors set the flag.
+struct ClientBody<B>(B, Arc<AtomicBool>);
 
 impl<B> http_body::Body for ClientBody<B>
 where
@@ -324,8 +335,10 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
-        match Pin::new(&mut self.get_mut().0).poll_frame(cx) {
+        let this = self.get_mut();
+        match Pin::new(&mut this.0).poll_frame(cx) {
             Poll::Ready(Some(Err(e))) => {
+                this.1.store(true, Ordering::Release);
                 Poll::Ready(Some(Err(std::io::Error::other(e.to_string()))))
             }
             other => other.map(|o| o.map(|r| r.map_err(|_| std::io::Error::other("unreachable")))),

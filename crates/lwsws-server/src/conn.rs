@@ -440,19 +440,53 @@ async fn serve_http2(io: Box<dyn Io>, info: ConnInfo, state: Arc<State>) {
         .enable_connect_protocol()
         .max_header_list_size(MAX_HEAD as u32)
         .max_concurrent_streams(250)
-        .keep_alive_interval(None);
+        // Rapid reset (CVE-2023-44487): h2's default, stated so that an
+        // upgrade cannot loosen it unnoticed.
+        .max_pending_accept_reset_streams(20)
+        // A peer that stops answering PINGs (dead, or flooding without
+        // reading) loses the connection.
+        .keep_alive_interval(Some(H2_PING_EVERY))
+        .keep_alive_timeout(H2_PING_TIMEOUT);
     let conn = builder.serve_connection(TokioIo::new(io), service(state.clone(), info.clone()));
     tokio::pin!(conn);
     let drain = state.control.drain.clone();
     let close = state.control.close.clone();
-    tokio::select! {
-        r = conn.as_mut() => {
-            if let Err(e) = r {
-                tracing::debug!(peer = ?info.peer, error = %e, "HTTP/2 connection ended with an error");
+    // hyper has no idle timeout for HTTP/2: a connection with no request in
+    // progress (and no WebSocket stream) for `keepalive-timeout` is closed
+    // with GOAWAY, as an idle HTTP/1.1 connection is. This also bounds a
+    // header block that never ends, which dispatches no request.
+    let idle_after = state
+        .keepalive
+        .get(info.listener)
+        .copied()
+        .unwrap_or(Duration::from_secs(60));
+    let mut last_busy = tokio::time::Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let idle = loop {
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(peer = ?info.peer, error = %e, "HTTP/2 connection ended with an error");
+                }
+                return;
             }
-            return;
+            _ = drain.cancelled() => break false,
+            _ = tick.tick() => {
+                let now = tokio::time::Instant::now();
+                if info.handle.is_busy() || info.handle.is_upgraded() {
+                    last_busy = now;
+                } else if now.duration_since(last_busy) >= idle_after {
+                    break true;
+                }
+            }
         }
-        _ = drain.cancelled() => conn.as_mut().graceful_shutdown(),
+    };
+    conn.as_mut().graceful_shutdown();
+    if idle {
+        tracing::debug!(peer = ?info.peer, "idle HTTP/2 connection closed");
+        // A peer that reads nothing cannot take the GOAWAY: bounded.
+        let _ = tokio::time::timeout(state.config.global.timeout, conn.as_mut()).await;
+        return;
     }
     tokio::select! {
         r = conn.as_mut() => {
@@ -467,6 +501,10 @@ async fn serve_http2(io: Box<dyn Io>, info: ConnInfo, state: Arc<State>) {
         }
     }
 }
+
+/// PINGs on an HTTP/2 connection, and how long the peer has to answer.
+const H2_PING_EVERY: Duration = Duration::from_secs(30);
+const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// How long an HTTP/2 connection is still driven after close, so its
 /// WebSocket streams can send their close frames.

@@ -106,11 +106,11 @@ impl ConnHandle {
         InFlight(self.clone())
     }
 
-    fn is_upgraded(&self) -> bool {
+    pub(crate) fn is_upgraded(&self) -> bool {
         self.shared.upgraded.load(Ordering::Acquire)
     }
 
-    fn is_busy(&self) -> bool {
+    pub(crate) fn is_busy(&self) -> bool {
         self.shared.in_flight.load(Ordering::Acquire) > 0
     }
 
@@ -1177,30 +1177,34 @@ fn is_authority(s: &[u8]) -> bool {
 
 /// Parses one `Content-Length` field (a list of identical values is allowed,
 /// RFC 9110 §8.6) and checks it agrees with an earlier one.
+/// One `Content-Length` field: a single number. A list (`5, 5`), which RFC
+/// 9110 lets a recipient take as one value when all agree, is refused like
+/// hyper does, so that the guard and hyper never frame a body differently;
+/// separate fields of one value pass (hyper merges them).
 fn content_length(value: &[u8], earlier: Option<u64>) -> Result<u64, Refusal> {
-    let mut seen = earlier;
-    for part in value.split(|&b| b == b',') {
-        let digits = trim_ows(part);
-        if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-            return Err(Refusal::ClInvalid);
-        }
-        let mut n: u64 = 0;
-        for &d in digits {
-            n = n
-                .checked_mul(10)
-                .and_then(|n| n.checked_add(u64::from(d - b'0')))
-                .ok_or(Refusal::ClInvalid)?;
-        }
-        // hyper refuses the two largest values itself.
-        if n > u64::MAX - 2 {
-            return Err(Refusal::ClInvalid);
-        }
-        match seen {
-            Some(s) if s != n => return Err(Refusal::ClConflict),
-            _ => seen = Some(n),
-        }
+    // A list "5, 6" conflicts; "5, 5" is refused as hyper would.
+    if value.contains(&b',') {
+        return Err(Refusal::ClConflict);
     }
-    seen.ok_or(Refusal::ClInvalid)
+    let digits = trim_ows(value);
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return Err(Refusal::ClInvalid);
+    }
+    let mut n: u64 = 0;
+    for &d in digits {
+        n = n
+            .checked_mul(10)
+            .and_then(|n| n.checked_add(u64::from(d - b'0')))
+            .ok_or(Refusal::ClInvalid)?;
+    }
+    // hyper refuses the two largest values itself.
+    if n > u64::MAX - 2 {
+        return Err(Refusal::ClInvalid);
+    }
+    match earlier {
+        Some(s) if s != n => Err(Refusal::ClConflict),
+        _ => Ok(n),
+    }
 }
 
 /// The transfer codings named so far, in order.
@@ -1225,12 +1229,10 @@ fn transfer_codings(value: &[u8], mut c: Codings) -> Result<Codings, Refusal> {
             }
             c.chunked_seen = true;
             c.last_chunked = true;
-        } else if ["gzip", "x-gzip", "deflate", "compress", "x-compress"]
-            .iter()
-            .any(|n| is(n))
-        {
-            c.last_chunked = false;
         } else {
+            // Nothing here decodes gzip, deflate or compress, and a hop may
+            // drop a coding only by decoding it (RFC 9112 §6.1): passing the
+            // body on as if it were plain would change what it means.
             return Err(Refusal::TeUnknown);
         }
     }

@@ -79,6 +79,8 @@ enum PrepareError {
     Server(#[from] lwsws_server::ServerError),
     #[error(transparent)]
     Privileges(#[from] lwsws_supervisor::privileges::PrivilegeError),
+    #[error("cannot set no_new_privs: {0}")]
+    NoNewPrivs(#[source] nix::errno::Errno),
     #[error("the supervisor (pid {0}) is gone")]
     Orphaned(u32),
     #[error("cannot ask to die with the supervisor: {0}")]
@@ -178,6 +180,10 @@ fn prepare(start: Start<Config>, control: OwnedFd) -> Result<Prepared, PrepareEr
     // Changing credentials clears the parent-death signal, so it is set after.
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
         .map_err(PrepareError::DeathSignal)?;
+    // Nothing the worker runs (CGI programs) gains privileges through
+    // setuid binaries or file capabilities, with or without the unit's
+    // NoNewPrivileges= (SPEC §8).
+    nix::sys::prctl::set_no_new_privs().map_err(PrepareError::NoNewPrivs)?;
     if nix::unistd::getppid().as_raw() as u32 != start.supervisor {
         return Err(PrepareError::Orphaned(start.supervisor));
     }
