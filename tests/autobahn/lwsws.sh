@@ -10,7 +10,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 bin="$(readlink -f "${1:-target/debug/lwsws}")"
-cases="${2:-1.*,2.*,3.*,4.*,5.*,6.*,7.*,9.*}"
+cases="${2:-1.*,2.*,3.*,4.*,5.*,6.*,7.*,9.*,10.*}"
 [ -x "$bin" ] || { echo "autobahn: no lwsws binary at $bin (cargo build)" >&2; exit 2; }
 
 bash "$here/setup.sh" >/dev/null
