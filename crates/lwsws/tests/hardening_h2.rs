@@ -76,6 +76,11 @@ struct Site {
 
 impl Site {
     fn start() -> Site {
+        Site::start_with("")
+    }
+
+    /// With `extra` (vhost keys, each followed by a comma) added.
+    fn start_with(extra: &str) -> Site {
         let dir = ConfigDir::new();
         let ca = Ca::new("lwsws hardening_h2 test CA");
         let ca_file = dir.write_file("tls/ca.pem", ca.pem());
@@ -89,7 +94,7 @@ impl Site {
         dir.write_conf(&format!(
             r#"{{ "vhosts": [
     {{ "name": "{HOST}", "port": "{port}", "interface": "127.0.0.1",
-       "host-ssl-cert": "{cert}", "host-ssl-key": "{key}",
+       "host-ssl-cert": "{cert}", "host-ssl-key": "{key}", {extra}
        "mounts": [
          {{ "mountpoint": "/", "origin": "file://{www}", "default": "index.html" }}
        ] }}
@@ -556,4 +561,67 @@ fn oversized_header_list_hpack_bomb_gets_goaway() {
     let out = attack("hpack-bomb", &[]);
     out.check_common();
     out.check_connections_ended(&[]);
+}
+
+/// Opens an HTTP/2 connection, sends the preface, SETTINGS and `then`, and
+/// reads until the server closes: (GOAWAY seen, time until closed).
+fn idle_h2(site: &Site, then: &[u8], bound: Duration) -> (bool, Duration) {
+    let cfg = rustls_client(&site.ca_pem, None, &[b"h2"]);
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, site.port));
+    let tcp = TcpStream::connect_timeout(&addr, bound).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_millis(250)))
+        .unwrap();
+    let name = rustls_pki_types::ServerName::try_from(HOST).unwrap();
+    let conn = rustls::ClientConnection::new(cfg, name).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    let start = Instant::now();
+    tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").unwrap();
+    // An empty SETTINGS frame, then whatever the case sends.
+    tls.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).unwrap();
+    tls.write_all(then).unwrap();
+    assert_eq!(tls.conn.alpn_protocol(), Some(b"h2".as_slice()));
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        assert!(
+            start.elapsed() < bound,
+            "the idle HTTP/2 connection was still open after {bound:?}"
+        );
+        match tls.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => break,
+        }
+    }
+    // Walk the frames: 9-byte headers, type 7 is GOAWAY.
+    let mut goaway = false;
+    let mut at = 0;
+    while at + 9 <= got.len() {
+        let len = (usize::from(got[at]) << 16)
+            | (usize::from(got[at + 1]) << 8)
+            | usize::from(got[at + 2]);
+        goaway |= got[at + 3] == 7;
+        at += 9 + len;
+    }
+    (goaway, start.elapsed())
+}
+
+/// hyper has no idle timeout for HTTP/2; lwsws closes a connection with no
+/// request in progress after keepalive-timeout, with GOAWAY — also one whose
+/// header block never ends (slowloris over HTTP/2).
+#[test]
+fn idle_http2_connections_are_closed_after_keepalive_timeout() {
+    let site = Site::start_with(r#""keepalive-timeout": "2","#);
+    let (goaway, took) = idle_h2(&site, &[], Duration::from_secs(20));
+    assert!(goaway, "no GOAWAY before the close");
+    assert!(took >= Duration::from_secs(2), "closed too early: {took:?}");
+    // HEADERS on stream 1 without END_HEADERS (":method GET", indexed), then nothing.
+    let headers = [0, 0, 1, 1, 0x01, 0, 0, 0, 1, 0x82];
+    let (_, took) = idle_h2(&site, &headers, Duration::from_secs(20));
+    assert!(took >= Duration::from_secs(2), "closed too early: {took:?}");
 }
