@@ -27,7 +27,9 @@ struct Set {
 #[derive(Default)]
 pub struct AcmeResponses(RwLock<Set>);
 
-/// One response, as the supervisor passes it on.
+/// One response, as the supervisor passes it on: the JSON form of
+/// `lwsws_acme::Challenge`, which produces it.
+#[derive(Debug, serde::Deserialize)]
 pub enum Response {
     Http01 {
         name: String,
@@ -122,5 +124,23 @@ impl rustls::server::ResolvesServerCert for Fixed {
         _hello: rustls::server::ClientHello<'_>,
     ) -> Option<Arc<rustls::sign::CertifiedKey>> {
         Some(self.0.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The JSON the ACME process sends (`lwsws_acme::Challenge`).
+    #[test]
+    fn responses_read_the_acme_process_json() {
+        let v = serde_json::json!([
+            {"Http01": {"name": "A.test", "token": "t", "key_authorization": "t.k"}}
+        ]);
+        let set: Vec<Response> = serde_json::from_value(v).unwrap();
+        let r = AcmeResponses::default();
+        r.replace(set);
+        assert_eq!(r.http01("a.test", "t").as_deref(), Some("t.k"));
+        assert_eq!(r.http01("b.test", "t"), None);
     }
 }

@@ -328,9 +328,9 @@ async fn serve_async(p: Prepared) -> ExitCode {
                     return ExitCode::SUCCESS;
                 }
                 Ok((ToWorker::Acme { challenges, status }, _)) => {
-                    let set: Vec<lwsws_acme::Challenge> = serde_json::from_value(challenges).unwrap_or_default();
+                    let set: Vec<lwsws_server::acme::Response> = serde_json::from_value(challenges).unwrap_or_default();
                     tracing::debug!(generation, responses = set.len(), "ACME challenge responses updated");
-                    server.acme(set.into_iter().map(acme_response).collect(), status);
+                    server.acme(set, status);
                 }
                 Ok((ToWorker::ReopenLogs { paths }, fds)) => {
                     let files: Vec<_> = paths.into_iter().zip(fds.into_iter().map(std::fs::File::from)).collect();
@@ -384,31 +384,6 @@ async fn serve_async(p: Prepared) -> ExitCode {
 }
 
 /// The next message from the supervisor.
-/// A challenge as the ACME process describes it, as the server serves it.
-fn acme_response(c: lwsws_acme::Challenge) -> lwsws_server::acme::Response {
-    use lwsws_server::acme::Response;
-    match c {
-        lwsws_acme::Challenge::Http01 {
-            name,
-            token,
-            key_authorization,
-        } => Response::Http01 {
-            name,
-            token,
-            key_authorization,
-        },
-        lwsws_acme::Challenge::TlsAlpn01 {
-            name,
-            cert_pem,
-            key_pem,
-        } => Response::TlsAlpn01 {
-            name,
-            cert_pem,
-            key_pem,
-        },
-    }
-}
-
 /// The next control message (the ACME process uses it too).
 pub(crate) async fn recv<T: serde::de::DeserializeOwned>(
     channel: &tokio::net::UnixDatagram,
