@@ -168,8 +168,14 @@ impl Backend for RedisBackend {
         let len = payload.len();
         let before = self.0.queued.fetch_add(len, Ordering::AcqRel);
         let fits = before == 0 || before + len <= QUEUE_BYTES;
-        let pieces = self.0.pieces(kind, payload);
-        if !fits || self.0.queue.try_send((channel.into(), pieces)).is_err() {
+        // Copied into pieces only when it will be queued.
+        if !fits
+            || self
+                .0
+                .queue
+                .try_send((channel.into(), self.0.pieces(kind, payload)))
+                .is_err()
+        {
             self.0.queued.fetch_sub(len, Ordering::AcqRel);
             let n = self.0.dropped.fetch_add(1, Ordering::Relaxed);
             if n.is_power_of_two() {
