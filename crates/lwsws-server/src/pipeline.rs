@@ -26,6 +26,20 @@ struct Handled {
     proxied: bool,
 }
 
+impl Handled {
+    /// An answer of `e` that no vhost took yet.
+    fn error(e: HttpError) -> Handled {
+        Handled {
+            vhost: None,
+            user: None,
+            response: Err(e),
+            close: false,
+            internal_redirect: None,
+            proxied: false,
+        }
+    }
+}
+
 /// The head of a GET for `target` (path and query), keeping the client's headers.
 fn redirected_parts(parts: &Parts, target: &str) -> Option<Parts> {
     let uri: http::Uri = target.parse().ok()?;
@@ -83,15 +97,10 @@ where
         _ => (None, false),
     };
     let mut h = if over_limit {
-        Handled {
-            vhost: None,
-            user: None,
-            response: Err(HttpError::new(StatusCode::SERVICE_UNAVAILABLE)
-                .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))),
-            close: false,
-            internal_redirect: None,
-            proxied: false,
-        }
+        Handled::error(
+            HttpError::new(StatusCode::SERVICE_UNAVAILABLE)
+                .with_header(header::RETRY_AFTER, HeaderValue::from_static("1")),
+        )
     } else {
         route(state, conn, &parts, body, on_upgrade).await
     };
@@ -155,14 +164,7 @@ where
     B: http_body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
     B::Error: std::fmt::Display + Send,
 {
-    let mut h = Handled {
-        vhost: None,
-        user: None,
-        response: Err(HttpError::new(StatusCode::INTERNAL_SERVER_ERROR)),
-        close: false,
-        internal_redirect: None,
-        proxied: false,
-    };
+    let mut h = Handled::error(HttpError::new(StatusCode::INTERNAL_SERVER_ERROR));
     // 1. A head the guard refused arrives as a synthetic request.
     if let Some(status) = rejected(parts) {
         if let Some((code, reason)) = conn.handle.violation() {
