@@ -488,6 +488,9 @@ where
     fn deadline(&self) -> Option<(Instant, Refusal)> {
         let l = &self.limits;
         let (due, why) = match self.mode {
+            // Upgraded, and the peer has sent nothing since: the new
+            // protocol keeps its own time (an idle WebSocket stays open).
+            Mode::Scan if self.scanner.upgrade_asked && self.handle.is_upgraded() => return None,
             Mode::Scan => match self.scanner.framing {
                 Framing::Head if !self.seen_head => {
                     (later(self.created, l.head_timeout)?, Refusal::HeadTimeout)
@@ -557,6 +560,24 @@ where
         self.ready = 0;
         self.end = 0;
         Poll::Ready(Ok(()))
+    }
+
+    /// Ready once hyper has something to read: a checked first head, a
+    /// refusal, the end of the stream or an error. Until then a connection
+    /// holds only this guard and its small buffer, not a hyper connection
+    /// with its read and write buffers, so a slow head costs little.
+    pub(crate) fn poll_first_head(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            if self.pos < self.ready || !matches!(self.mode, Mode::Scan) {
+                return Poll::Ready(());
+            }
+            match self.fill_buf(cx) {
+                Poll::Pending => return self.read_pending(cx).map(|_| ()),
+                // hyper reads the end (or the error) again and closes.
+                Poll::Ready(Ok(0) | Err(_)) => return Poll::Ready(()),
+                Poll::Ready(Ok(_)) => self.scan_buffered(),
+            }
+        }
     }
 
     /// Reads and discards what the client still sends; ready once it has

@@ -164,3 +164,29 @@ fn without_ws_pingpong_secs_nobody_is_pinged() {
     ws.send_text("x");
     assert_eq!(ws.recv_text(), "x");
 }
+
+/// A quiet WebSocket outlives its vhost's `keepalive-timeout`, which is about
+/// idle HTTP connections between requests (the head guard once ended every
+/// WebSocket that said nothing for that long, 60 s by default).
+#[test]
+fn a_quiet_websocket_outlives_the_http_keepalive_timeout() {
+    let dir = ConfigDir::new();
+    let port = free_port();
+    let www = dir.mkdir("www");
+    dir.write_conf(&format!(
+        r#"{{ "vhosts": [{{ "name": "localhost", "port": "{port}", "interface": "127.0.0.1",
+             "keepalive-timeout": "1",
+             "ws-protocols": [{{ "echo": {{ "default": "1" }} }}],
+             "mounts": [{{ "mountpoint": "/", "origin": "file://{}" }}] }}] }}"#,
+        www.display()
+    ));
+    let server = Lwsws::start(bin(), &dir, &[], &[port]);
+    let mut ws = Ws::connect(port, "/", None);
+    // Four times the keep-alive timeout without a byte either way.
+    match ws.recv_within(Duration::from_secs(4)) {
+        Err(NoFrame::Timeout) => {}
+        other => panic!("a quiet WebSocket got {other:?}; log:\n{}", server.log()),
+    }
+    ws.send_text("still here");
+    assert_eq!(ws.recv_text(), "still here");
+}
