@@ -62,9 +62,19 @@ pub(crate) struct ConnInfo {
     /// The scheme a trusted balancer's `X-Forwarded-Proto` names (true:
     /// https), for this request.
     pub forwarded_https: Option<bool>,
-    /// The connection's `ip-limit-wsi` slot: released when the connection
-    /// ends, or taken by the WebSocket the connection becomes.
-    pub slot: Arc<std::sync::Mutex<Option<crate::client::Slot>>>,
+    /// What the connection holds (its `max-connections` place, its
+    /// `ip-limit-wsi` slot): released when the connection ends, or taken by
+    /// the WebSocket the connection becomes.
+    pub held: Arc<std::sync::Mutex<Held>>,
+}
+
+/// A connection's share of the worker's limits, returned when dropped.
+#[derive(Debug, Default)]
+pub(crate) struct Held {
+    /// Its place under `max-connections`.
+    pub permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// Its `ip-limit-wsi` slot.
+    pub slot: Option<crate::client::Slot>,
 }
 
 impl ConnInfo {
@@ -85,13 +95,21 @@ impl ConnInfo {
             plain_on_tls: false,
             h2: false,
             forwarded_https: None,
-            slot: Arc::default(),
+            held: Arc::default(),
         }
     }
 
-    /// The `ip-limit-wsi` slot, for a task that outlives the HTTP connection.
-    pub fn take_slot(&self) -> Option<crate::client::Slot> {
-        self.slot.lock().ok().and_then(|mut s| s.take())
+    /// What the connection holds, for a task that outlives the HTTP
+    /// connection (a WebSocket). An HTTP/2 connection keeps its place: it
+    /// lives as long as the streams it carries.
+    pub fn take_held(&self) -> Held {
+        let Ok(mut h) = self.held.lock() else {
+            return Held::default();
+        };
+        Held {
+            permit: if self.h2 { None } else { h.permit.take() },
+            slot: h.slot.take(),
+        }
     }
 }
 
@@ -100,15 +118,28 @@ impl ConnInfo {
 pub(crate) async fn accept_loop(listener: Listener, index: usize, state: Arc<State>) {
     let drain = state.control.drain.clone();
     loop {
+        // `max-connections`: a place first, then the connection; while the
+        // worker is full, new connections wait in the kernel's backlog.
+        let permit = tokio::select! {
+            _ = drain.cancelled() => return,
+            p = state.connections.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+        };
         let accepted = tokio::select! {
             _ = drain.cancelled() => return,
             a = accept(&listener) => a,
         };
         match accepted {
             Ok((io, peer, local)) => {
+                let held = Held {
+                    permit: Some(permit),
+                    slot: None,
+                };
                 state
                     .tasks
-                    .spawn(serve(io, index, peer, local, state.clone()));
+                    .spawn(serve(io, index, peer, local, held, state.clone()));
             }
             Err(e) => {
                 // EMFILE and friends: back off briefly instead of spinning.
@@ -200,6 +231,7 @@ async fn serve(
     listener: usize,
     peer: Option<SocketAddr>,
     local: Option<SocketAddr>,
+    mut held: Held,
     state: Arc<State>,
 ) {
     // Behind a balancer: the PROXY header names the client (SPEC §2.3).
@@ -211,13 +243,12 @@ async fn serve(
         _ => (io, peer),
     };
     // `ip-limit-wsi`: connections at once per client address.
-    let slot = match (&state.ip_limit_wsi, peer) {
-        (Some(limit), Some(p)) => match limit.acquire(p.ip()) {
-            Some(s) => Some(s),
+    if let (Some(limit), Some(p)) = (&state.ip_limit_wsi, peer) {
+        match limit.acquire(p.ip()) {
+            Some(s) => held.slot = Some(s),
             None => return,
-        },
-        _ => None,
-    };
+        }
+    }
     let stats = state.stats.clone();
     let _counted = lwsws_ws::stats::Counted::new(&stats.http_connections);
     let plain = ConnInfo {
@@ -229,7 +260,7 @@ async fn serve(
         plain_on_tls: false,
         h2: false,
         forwarded_https: None,
-        slot: Arc::new(std::sync::Mutex::new(slot)),
+        held: Arc::new(std::sync::Mutex::new(held)),
     };
     let is_tls = state
         .router
@@ -401,7 +432,13 @@ async fn serve_http1(io: Box<dyn Io>, info: ConnInfo, state: Arc<State>) {
         head_timeout: state.config.global.timeout,
         keepalive: state.keepalive[info.listener],
     };
-    let (io, handle) = GuardedIo::new(io, limits);
+    let (mut io, handle) = GuardedIo::new(io, limits);
+    let close = state.control.close.clone();
+    // hyper's connection (and its buffers) only once a first head is in.
+    tokio::select! {
+        _ = std::future::poll_fn(|cx| io.poll_first_head(cx)) => {}
+        _ = close.cancelled() => return,
+    }
     let info = Arc::new(ConnInfo { handle, ..info });
     let mut builder = http1::Builder::new();
     builder
@@ -416,7 +453,6 @@ async fn serve_http1(io: Box<dyn Io>, info: ConnInfo, state: Arc<State>) {
     // Draining needs nothing here: the pipeline answers with `Connection:
     // close` and the guard's keep-alive timer ends idle connections, so a
     // request already on its way is never cut. Only close shuts idle ones.
-    let close = state.control.close.clone();
     tokio::select! {
         r = conn.as_mut() => {
             if let Err(e) = r {

@@ -249,6 +249,10 @@ pub(crate) struct State {
     pub ip_limit_ah: Option<Arc<client::PerClient>>,
     /// Refused PROXY connections, logged at most once a second.
     pub proxy_refusals: client::RefusalLog,
+    /// `max-connections`: one permit per open connection of this worker;
+    /// without one the accept loops wait and new connections stay in the
+    /// kernel's backlog.
+    pub connections: Arc<tokio::sync::Semaphore>,
 }
 
 /// One worker generation's serving state, built before the first accept.
@@ -300,6 +304,9 @@ impl Server {
             .map(|l| l.vhosts.iter().any(|&v| config.vhosts[v].proxy_protocol))
             .collect();
         let g = &config.global;
+        let connections = Arc::new(tokio::sync::Semaphore::new(
+            g.max_connections.min(tokio::sync::Semaphore::MAX_PERMITS),
+        ));
         let trusted = client::Trusted::new(&g.trusted_proxies);
         let ip_limit_wsi = g
             .ip_limit_wsi
@@ -398,6 +405,7 @@ impl Server {
                 keepalive,
                 plain_on_tls,
                 proxy_protocol,
+                connections,
                 trusted,
                 ip_limit_wsi,
                 ip_limit_ah,

@@ -54,8 +54,40 @@ pub struct Recipe<'a> {
     pub reloads: u64,
 }
 
+/// Raises this process's open-file limit, which the worker inherits:
+/// to `rlimit-nofile` when set (SPEC §2.4), else the soft limit to the hard
+/// one, so that a server on a default 1024 does not refuse connections
+/// (Go's runtime does the same). Failing to raise it is logged, not fatal.
+fn raise_nofile(wanted: Option<u64>) {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    let Some(n) = wanted else {
+        if soft < hard {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+        }
+        return;
+    };
+    if soft == n && hard >= n {
+        return;
+    }
+    // Raising the hard limit needs root (CAP_SYS_RESOURCE); short of it,
+    // the soft limit goes as far as the hard one allows.
+    if setrlimit(Resource::RLIMIT_NOFILE, n, n.max(hard)).is_err() {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, n.min(hard), hard);
+        tracing::warn!(
+            wanted = n,
+            hard,
+            "rlimit-nofile: cannot raise the hard limit (not root?); open-file limit set to {}",
+            n.min(hard)
+        );
+    }
+}
+
 /// Starts a worker and sends it its `Start` message.
 pub fn spawn(r: &Recipe<'_>) -> Result<Spawned, SpawnError> {
+    raise_nofile(r.config.global.rlimit_nofile);
     let (ours, theirs) = socketpair(
         AddressFamily::Unix,
         SockType::SeqPacket,
