@@ -180,6 +180,15 @@ pub(crate) async fn upgrade(
             compression: accepted.deflate.is_some(),
         },
         ping_after: state.config.global.ws_pingpong,
+        // A peer that takes no byte for as long as it may leave a ping
+        // unanswered is gone (SPEC §6.3 `ws-pingpong-secs`).
+        send_timeout: state
+            .config
+            .global
+            .ws_pingpong
+            .map_or(lwsws_ws::conn::DEFAULT_SEND_TIMEOUT, |p| {
+                p.min(lwsws_ws::conn::DEFAULT_SEND_TIMEOUT)
+            }),
         deflate: accepted
             .deflate
             .map(|params| lwsws_ws::deflate::DeflateConfig {
@@ -189,10 +198,10 @@ pub(crate) async fn upgrade(
     };
     let close = state.control.close.clone();
     let protocol_name = v.ws_protocols[accepted.entry].name.clone();
-    // The client's connection slot lives as long as the WebSocket.
-    let slot = conn.take_slot();
+    // The connection's place and the client's slot live as long as the WebSocket.
+    let held = conn.take_held();
     state.tasks.spawn(async move {
-        let _slot = slot;
+        let _held = held;
         let upgraded = match on_upgrade.await {
             Ok(u) => u,
             Err(e) => {

@@ -139,7 +139,13 @@ pub struct DriverConfig {
     pub ping_after: Option<Duration>,
     /// permessage-deflate, when negotiated (then `codec.compression` is on).
     pub deflate: Option<DeflateConfig>,
+    /// Longest a write may make no progress (the peer reads nothing) before
+    /// the connection is dropped as too slow.
+    pub send_timeout: Duration,
 }
+
+/// `send_timeout` when the server sets none: nginx's `send_timeout`.
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How a connection ended, for logs and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,6 +185,7 @@ where
         i
     });
     let ping_after = cfg.ping_after;
+    let stall = cfg.send_timeout;
     let idle = tokio::time::sleep(ping_after.unwrap_or(Duration::from_secs(3600)));
     tokio::pin!(idle);
     let mut ping_sent = false;
@@ -226,7 +233,7 @@ where
                         }
                         if let Some(code) = failed {
                             handle.closing.store(true, Ordering::Relaxed);
-                            let _ = flush(&mut io, &handle, &mut deflater, Some((code, String::new()))).await;
+                            let _ = flush(&mut io, &handle, &mut deflater, Some((code, String::new())), stall).await;
                             break Ended::Closed(code);
                         }
                         if let Some(code) = close_seen {
@@ -234,9 +241,9 @@ where
                             let already = handle.closing.swap(true, Ordering::Relaxed);
                             if !already {
                                 let reply = if code == crate::close::code::NORMAL || crate::valid_close_code(code, allow_reserved) { code } else { crate::close::code::NORMAL };
-                                let _ = flush(&mut io, &handle, &mut deflater, Some((reply, String::new()))).await;
+                                let _ = flush(&mut io, &handle, &mut deflater, Some((reply, String::new())), stall).await;
                             } else {
-                                let _ = flush(&mut io, &handle, &mut deflater, None).await;
+                                let _ = flush(&mut io, &handle, &mut deflater, None, stall).await;
                             }
                             break Ended::Closed(code);
                         }
@@ -244,13 +251,13 @@ where
                     Err(ReadError::Io) => break Ended::Dropped,
                     Err(ReadError::Protocol(code)) => {
                         handle.closing.store(true, Ordering::Relaxed);
-                        let _ = flush(&mut io, &handle, &mut deflater, Some((code, String::new()))).await;
+                        let _ = flush(&mut io, &handle, &mut deflater, Some((code, String::new())), stall).await;
                         break Ended::Closed(code);
                     }
                 }
             }
             _ = handle.wake.notified() => {
-                match flush_or_close(&mut io, &handle, &mut asm, &mut deflater).await {
+                match flush_or_close(&mut io, &handle, &mut asm, &mut deflater, stall).await {
                     Step::Continue => {}
                     Step::Done(e) => break e,
                 }
@@ -292,6 +299,7 @@ async fn flush_or_close<IO: AsyncRead + AsyncWrite + Unpin>(
     handle: &ConnHandle,
     asm: &mut Assembler,
     deflater: &mut Option<Deflater>,
+    stall: Duration,
 ) -> Step {
     let close = match handle.out.lock() {
         Ok(mut o) => {
@@ -303,12 +311,13 @@ async fn flush_or_close<IO: AsyncRead + AsyncWrite + Unpin>(
         Err(_) => return Step::Done(Ended::Dropped),
     };
     let Some((code, reason)) = close else {
-        return match flush(io, handle, deflater, None).await {
+        return match flush(io, handle, deflater, None, stall).await {
             Ok(()) => Step::Continue,
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => Step::Done(Ended::TooSlow),
             Err(_) => Step::Done(Ended::Dropped),
         };
     };
-    if flush(io, handle, deflater, Some((code, reason)))
+    if flush(io, handle, deflater, Some((code, reason)), stall)
         .await
         .is_err()
     {
@@ -340,6 +349,7 @@ async fn flush<IO: AsyncWrite + Unpin>(
     handle: &ConnHandle,
     deflater: &mut Option<Deflater>,
     close: Option<(u16, String)>,
+    stall: Duration,
 ) -> std::io::Result<()> {
     let mut frames: VecDeque<Bytes> = match handle.out.lock() {
         Ok(mut o) => {
@@ -357,12 +367,16 @@ async fn flush<IO: AsyncWrite + Unpin>(
         frames.push_back(frame::close_frame(Some(code), &reason));
     }
     while !frames.is_empty() {
-        let n = poll_fn(|cx| {
+        let write = poll_fn(|cx| {
             let slices: Vec<IoSlice<'_>> =
                 frames.iter().take(64).map(|b| IoSlice::new(b)).collect();
             Pin::new(&mut *io).poll_write_vectored(cx, &slices)
-        })
-        .await?;
+        });
+        // A peer that reads nothing must not hold the connection (and what
+        // is queued for it) forever.
+        let n = tokio::time::timeout(stall, write)
+            .await
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
         if n == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
@@ -380,7 +394,9 @@ async fn flush<IO: AsyncWrite + Unpin>(
             }
         }
     }
-    poll_fn(|cx| Pin::new(&mut *io).poll_flush(cx)).await
+    tokio::time::timeout(stall, poll_fn(|cx| Pin::new(&mut *io).poll_flush(cx)))
+        .await
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))?
 }
 
 /// A compressed message, inflated (bounded by the message size limit) and,
