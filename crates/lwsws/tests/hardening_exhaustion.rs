@@ -481,3 +481,33 @@ fn max_connections_holds_and_the_next_waits_in_the_backlog() {
         MAX + 1
     );
 }
+
+/// `Max open files` (soft, hard) of a process, from `/proc/PID/limits`.
+fn nofile(pid: u32) -> (String, String) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let mut f = line["Max open files".len()..].split_whitespace();
+    (f.next().unwrap().to_owned(), f.next().unwrap().to_owned())
+}
+
+#[test]
+fn rlimit_nofile_reaches_the_worker() {
+    use nix::sys::resource::{Resource, getrlimit};
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    // Without the key the worker may use everything the hard limit allows.
+    let (_dir, server, _) = start("");
+    let (soft, h) = nofile(the_worker(&server));
+    assert_eq!(
+        (soft.as_str(), h.as_str()),
+        (hard.to_string().as_str(), hard.to_string().as_str())
+    );
+    // With it, the worker gets what the key says (below the hard limit, so
+    // that no privilege is needed).
+    let wanted = (hard / 2).max(64);
+    let (_dir, server, _) = start(&format!(r#", "rlimit-nofile": "{wanted}""#));
+    let (soft, _) = nofile(the_worker(&server));
+    assert_eq!(soft, wanted.to_string(), "rlimit-nofile {wanted}");
+}
