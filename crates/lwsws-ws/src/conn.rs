@@ -283,7 +283,9 @@ where
     };
     session.on_close(&handle);
     handle.closing.store(true, Ordering::Relaxed);
-    let _ = poll_fn(|cx| Pin::new(&mut io).poll_shutdown(cx)).await;
+    // Over TLS, shutting down writes close_notify and what is still queued:
+    // a peer that reads nothing must not hold the connection here either.
+    let _ = tokio::time::timeout(stall, poll_fn(|cx| Pin::new(&mut io).poll_shutdown(cx))).await;
     ended
 }
 
