@@ -96,7 +96,11 @@ fn start(extra_global: &str) -> (ConfigDir, Lwsws, u16) {
     (dir, server, port)
 }
 
+/// The worker (the supervisor's one child; it may still be starting).
 fn the_worker(server: &Lwsws) -> u32 {
+    common::wait_until(Duration::from_secs(10), || {
+        live_children(server.pid()).len() == 1
+    });
     let w = live_children(server.pid());
     assert_eq!(w.len(), 1, "expected one worker, found {w:?}");
     w[0]
@@ -106,6 +110,18 @@ fn open_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|d| d.count())
         .unwrap_or(0)
+}
+
+/// The sockets among a process's descriptors (its listeners, control
+/// socket and connections; not the files and timers that come and go).
+fn open_sockets(pid: u32) -> usize {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return 0;
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .filter(|l| l.to_string_lossy().starts_with("socket:"))
+        .count()
 }
 
 fn addr(port: u16) -> SocketAddr {
@@ -204,6 +220,8 @@ struct Slow {
     stream: TcpStream,
     opened: Instant,
     sent: usize,
+    /// When its next byte is due.
+    next: Instant,
 }
 
 /// What the attacker saw.
@@ -230,10 +248,12 @@ fn slow_connect(port: u16, a: &mut Attack) -> Option<Slow> {
             let _ = stream.write_all(&SLOW_HEAD[..1]);
             stream.set_nonblocking(true).unwrap();
             a.opened += 1;
+            let now = Instant::now();
             Some(Slow {
                 stream,
-                opened: Instant::now(),
+                opened: now,
                 sent: 1,
+                next: now + Duration::from_secs(1),
             })
         }
         Err(_) => {
@@ -243,22 +263,48 @@ fn slow_connect(port: u16, a: &mut Attack) -> Option<Slow> {
     }
 }
 
+/// How often the attacker looks at its connections.
+const ATTACKER_TICK: Duration = Duration::from_millis(50);
+
 /// Keeps `n` slow-head connections open until `stop`, each sending one byte
-/// a second and replaced as soon as the server closes it.
-fn slowloris(port: u16, n: usize, bound: Duration, stop: Arc<AtomicBool>) -> Attack {
+/// a second and replaced as soon as the server closes it. The first `n` are
+/// opened evenly over `ramp` (as a botnet's arrive), so that the server's
+/// closing, and the attacker's replacing, is spread over time too: a single
+/// burst of 10,000 reconnections would queue the normal client's connection
+/// behind all of them in the listen backlog, which says something about the
+/// kernel's accept queue, not about the server.
+fn slowloris(
+    port: u16,
+    n: usize,
+    ramp: Duration,
+    bound: Duration,
+    stop: Arc<AtomicBool>,
+) -> Attack {
     let mut a = Attack::default();
     let mut conns: Vec<Slow> = Vec::with_capacity(n);
-    while conns.len() < n && !stop.load(Ordering::Relaxed) {
-        if let Some(s) = slow_connect(port, &mut a) {
-            conns.push(s);
-        }
-    }
     let mut buf = [0u8; 512];
+    let started = Instant::now();
+    let mut initial = 0;
     while !stop.load(Ordering::Relaxed) {
-        let round = Instant::now();
+        let tick = Instant::now();
+        let share = started.elapsed().as_secs_f64() / ramp.as_secs_f64().max(0.001);
+        let target = ((n as f64 * share) as usize).min(n);
+        while initial < target {
+            match slow_connect(port, &mut a) {
+                Some(s) => conns.push(s),
+                None => break,
+            }
+            initial += 1;
+        }
+        let now = Instant::now();
         let mut i = 0;
         while i < conns.len() {
             let c = &mut conns[i];
+            if c.next > now {
+                i += 1;
+                continue;
+            }
+            c.next += Duration::from_secs(1);
             let gone = match c.stream.read(&mut buf) {
                 Ok(_) => true,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
@@ -284,7 +330,7 @@ fn slowloris(port: u16, n: usize, bound: Duration, stop: Arc<AtomicBool>) -> Att
                 i += 1;
             }
         }
-        if let Some(rest) = Duration::from_secs(1).checked_sub(round.elapsed()) {
+        if let Some(rest) = ATTACKER_TICK.checked_sub(tick.elapsed()) {
             std::thread::sleep(rest);
         }
     }
@@ -319,7 +365,8 @@ fn slowloris_and_idle_websockets_do_not_starve_a_normal_client() {
     let bound = Duration::from_secs(TIMEOUT_SECS) + CLOSE_SLACK;
     let attacker = {
         let stop = stop.clone();
-        std::thread::spawn(move || slowloris(port, slow, bound, stop))
+        let ramp = Duration::from_secs(TIMEOUT_SECS);
+        std::thread::spawn(move || slowloris(port, slow, ramp, bound, stop))
     };
 
     let started = Instant::now();
@@ -421,23 +468,23 @@ fn max_connections_holds_and_the_next_waits_in_the_backlog() {
     const MAX: usize = 20;
     let (_dir, server, port) = start(&format!(r#", "max-connections": "{MAX}""#));
     let worker = the_worker(&server);
-    let fds_idle = open_fds(worker);
+    let sockets_idle = open_sockets(worker);
     probe(port).expect("the server answers");
     // The probe's connection is gone from the worker too.
     assert!(common::wait_until(Duration::from_secs(10), || {
-        open_fds(worker) <= fds_idle
+        open_sockets(worker) <= sockets_idle
     }));
 
     // MAX WebSockets take every place.
     let mut websockets: Vec<TcpStream> = (0..MAX).map(|_| open_ws(port)).collect();
     assert!(
         common::wait_until(Duration::from_secs(10), || {
-            open_fds(worker) >= fds_idle + MAX
+            open_sockets(worker) >= sockets_idle + MAX
         }),
-        "{MAX} WebSockets open, worker fds {} (idle {fds_idle})",
-        open_fds(worker)
+        "{MAX} WebSockets open, worker sockets {} (idle {sockets_idle})",
+        open_sockets(worker)
     );
-    let fds_full = open_fds(worker);
+    let sockets_full = open_sockets(worker);
 
     // One more: the kernel completes the TCP handshake (backlog), but the
     // worker does not accept it, so nothing answers the request.
@@ -457,8 +504,8 @@ fn max_connections_holds_and_the_next_waits_in_the_backlog() {
         ),
     }
     assert_eq!(
-        open_fds(worker),
-        fds_full,
+        open_sockets(worker),
+        sockets_full,
         "the worker accepted a connection beyond max-connections"
     );
     // The places still work.
@@ -476,7 +523,7 @@ fn max_connections_holds_and_the_next_waits_in_the_backlog() {
         "the waiting request got {text:?}"
     );
     println!(
-        "max-connections {MAX}: worker fds {fds_idle} idle, {fds_full} full; the {}st \
+        "max-connections {MAX}: worker sockets {sockets_idle} idle, {sockets_full} full; the {}st \
          connection waited in the backlog and was served once a place freed",
         MAX + 1
     );
