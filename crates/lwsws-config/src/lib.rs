@@ -211,7 +211,19 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Loaded, ConfigError> {
         }
     }
 
-    let mut d = Diags::new(&sources);
+    check(dir, opts, &sources, early, paths)
+}
+
+/// Steps 2–4 of [`load`]: parses, converts and validates the files already
+/// read into `sources`; `early` holds the problems met while reading them.
+fn check(
+    dir: &Path,
+    opts: &LoadOptions,
+    sources: &Sources,
+    early: Vec<Diagnostic>,
+    paths: Vec<PathBuf>,
+) -> Result<Loaded, ConfigError> {
+    let mut d = Diags::new(sources);
     d.list.extend(early);
 
     // 2. Parse each file.
@@ -297,6 +309,23 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Loaded, ConfigError> {
         warnings,
         files: paths,
     })
+}
+
+/// Entry points for the fuzz targets in `fuzz/` (not part of the API).
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::*;
+
+    pub use crate::jsonc::blank_comments;
+
+    /// [`load`] of a directory `dir` whose only file is `DIR/conf` holding
+    /// `text`, without touching the disk for it.
+    pub fn load_text(dir: &Path, text: &str, opts: &LoadOptions) -> Result<Loaded, ConfigError> {
+        let conf = dir.join("conf");
+        let mut sources = Sources::default();
+        sources.add(SourceFile::new(conf.clone(), text.to_string()));
+        check(dir, opts, &sources, Vec::new(), vec![conf])
+    }
 }
 
 /// Started as root without `username`: say so at every start and from `--check`.

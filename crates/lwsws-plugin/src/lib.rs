@@ -183,6 +183,18 @@ impl Loader {
     }
 }
 
+/// A protocol from an init function already linked into this process,
+/// without a library: for the fuzz targets in `fuzz/` (not part of the API),
+/// which drive the server table's callbacks with their own plugin.
+#[doc(hidden)]
+pub fn from_init(name: &str, init: abi::Init) -> Result<Arc<dyn Protocol>, String> {
+    let table = load::call_init(init)?;
+    Ok(Arc::new(PluginProtocol {
+        name: leak(name),
+        loaded: Arc::new(Loaded { table }),
+    }))
+}
+
 /// Protocol names live as long as the worker (the registry wants
 /// `&'static str`); a worker loads its plugins once.
 fn leak(name: &str) -> &'static str {
