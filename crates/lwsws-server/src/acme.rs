@@ -99,7 +99,7 @@ fn alpn_config(cert_pem: &str, key_pem: &str) -> Result<rustls::ServerConfig, St
     let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| e.to_string())?;
     // `with_single_cert` would refuse the critical acmeIdentifier extension
     // (webpki knows nothing of it); the CA is the only one to look at it.
-    let provider = rustls::crypto::ring::default_provider();
+    let provider = lwsws_tls::provider();
     let signing = provider
         .key_provider
         .load_private_key(key)

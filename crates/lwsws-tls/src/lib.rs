@@ -31,3 +31,15 @@ pub use options::{
 pub use selfsigned::{SelfSignedError, self_signed};
 pub use server::{Params, TlsError, check_params, server_config};
 pub use subject::client_subject;
+
+/// The crypto provider of every TLS server configuration: ring for the
+/// record layer and key exchange, aws-lc-rs for the certificate's private
+/// key, whose RSA signing (the AVX-512 IFMA code OpenSSL also has) makes a
+/// full RSA-2048 handshake 1.6 times as fast as ring's; aws-lc-rs's record
+/// layer was slower than ring's on small responses (docs/performance.md).
+pub fn provider() -> rustls::crypto::CryptoProvider {
+    rustls::crypto::CryptoProvider {
+        key_provider: rustls::crypto::aws_lc_rs::default_provider().key_provider,
+        ..rustls::crypto::ring::default_provider()
+    }
+}

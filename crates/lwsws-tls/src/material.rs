@@ -155,7 +155,7 @@ pub fn material_problems(m: &Material) -> Vec<MaterialError> {
         .map_err(|e| problems.push(e))
         .is_ok();
     if chain && key {
-        let provider = rustls::crypto::ring::default_provider();
+        let provider = crate::provider();
         if let Err(e) = certified_key_with(m, &provider) {
             problems.push(e);
         }
@@ -170,7 +170,7 @@ pub fn material_problems(m: &Material) -> Vec<MaterialError> {
 
 /// The checked certificate chain and signing key, for a certificate resolver.
 pub fn certified_key(m: &Material) -> Result<Arc<CertifiedKey>, MaterialError> {
-    let provider = rustls::crypto::ring::default_provider();
+    let provider = crate::provider();
     certified_key_with(m, &provider).map(Arc::new)
 }
 

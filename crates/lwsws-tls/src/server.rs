@@ -85,7 +85,7 @@ fn build(p: &Params) -> Result<Built, TlsError> {
         .map_err(TlsError::Versions)?;
     let tls13_on = versions.contains(&&rustls::version::TLS13);
     let tls12_on = versions.contains(&&rustls::version::TLS12);
-    let base = rustls::crypto::ring::default_provider();
+    let base = crate::provider();
 
     let mut tls12: Vec<SupportedCipherSuite> = base
         .cipher_suites
