@@ -259,6 +259,10 @@ const KEEP_BUF: usize = 8 * 1024;
 /// closing, so that unread request bytes do not turn the close into a reset
 /// that destroys the answer.
 const LINGER: Duration = Duration::from_secs(2);
+/// An upgraded connection that has not spoken since its upgrade: ended by
+/// the guard only after this long (the protocol above keeps its own time).
+const UPGRADED_IDLE: Duration = Duration::from_secs(10 * 365 * 86400);
+
 /// Shortest wait before looking again at a timeout put off by a request in
 /// flight.
 const MIN_RECHECK: Duration = Duration::from_secs(1);
@@ -369,7 +373,9 @@ where
             self.pos = 0;
             self.ready = 0;
             self.end = 0;
-            if self.buf.len() > KEEP_BUF {
+            // A connection being upgraded reads no more heads: its buffer
+            // would stay with every idle WebSocket.
+            if self.buf.len() > KEEP_BUF || self.scanner.upgrade_asked {
                 self.buf = Vec::new();
             }
         }
@@ -490,7 +496,12 @@ where
         let (due, why) = match self.mode {
             // Upgraded, and the peer has sent nothing since: the new
             // protocol keeps its own time (an idle WebSocket stays open).
-            Mode::Scan if self.scanner.upgrade_asked && self.handle.is_upgraded() => return None,
+            // The timer is still polled, with a deadline years away:
+            // leaving it unpolled cost an idle WebSocket 6 KiB more resident
+            // memory (ws.sh: 3.3 against 9.6 KiB a connection).
+            Mode::Scan if self.scanner.upgrade_asked && self.handle.is_upgraded() => {
+                (later(self.created, UPGRADED_IDLE)?, Refusal::IdleTimeout)
+            }
             Mode::Scan => match self.scanner.framing {
                 Framing::Head if !self.seen_head => {
                     (later(self.created, l.head_timeout)?, Refusal::HeadTimeout)
