@@ -714,8 +714,18 @@ pub(crate) fn vhost(cx: &mut Ctx, node: &Node) -> Option<Vhost> {
         }
         let port = match port_node {
             Some(n) => reader::number(d, "port", n, 1, 65535).map(|v| v as u16),
+            // A misspelt "port" gets its own error, with the suggestion.
+            None if o.misspelt("port") => None,
             None => {
-                d.error(node.loc, "port", "every vhost needs a port", Some("add \"port\": \"80\" (or \"unix-socket\": \"1\" with a path in \"interface\")".into()));
+                d.error(
+                    node.loc,
+                    "port",
+                    "every vhost needs a port",
+                    Some(
+                        "add \"port\": \"80\", or \"unix-socket\": \"1\" with a socket path in \"interface\""
+                            .into(),
+                    ),
+                );
                 None
             }
         };

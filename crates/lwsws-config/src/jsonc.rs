@@ -51,11 +51,43 @@ impl Node {
     }
 }
 
-/// A syntax error: where and what.
+/// A syntax error: where, what, and how to fix it.
 #[derive(Debug, Clone)]
 pub struct SyntaxError {
     pub offset: usize,
     pub message: String,
+    pub hint: &'static str,
+}
+
+/// What to do about a parser error, in the words of someone editing the
+/// file at the position given.
+fn hint(kind: &jsonc_parser::errors::ParseErrorKind) -> &'static str {
+    use jsonc_parser::errors::ParseErrorKind as K;
+    match kind {
+        K::ExpectedComma => {
+            "add a \",\" before this value: the one before it is not followed by one"
+        }
+        K::UnexpectedComma => {
+            "remove this \",\": a value or member is missing before it (a doubled comma?)"
+        }
+        K::ExpectedColonAfterObjectKey => "add \":\" between the key and its value",
+        K::UnexpectedColon => "remove this \":\", or put a key in quotes before it",
+        K::ExpectedStringObjectProperty | K::UnexpectedWord => {
+            "put the key in double quotes (\"key\": value)"
+        }
+        K::ExpectedObjectValue => "give the key a value (\"key\": \"value\")",
+        K::SingleQuotedStringsNotAllowed => "use double quotes for strings",
+        K::UnterminatedObject => "close the object with \"}\" (a brace is missing)",
+        K::UnterminatedArray => "close the list with \"]\" (a bracket is missing)",
+        K::UnexpectedCloseBrace | K::UnexpectedCloseBracket => {
+            "remove this closing bracket, or open it earlier (brackets do not match)"
+        }
+        K::MultipleRootJsonValues => {
+            "put everything in one object: { \"global\": …, \"vhosts\": [ … ] }"
+        }
+        K::String(_) => "close the string with a double quote, and escape \" and \\ inside it",
+        _ => "fix the JSON syntax here",
+    }
 }
 
 /// Replaces `#`, `//` and `/* */` comments outside strings by spaces,
@@ -102,7 +134,8 @@ pub fn blank_comments(text: &str) -> Result<String, SyntaxError> {
                 let Some(close) = find(bytes, i + 2, b"*/") else {
                     return Err(SyntaxError {
                         offset: i,
-                        message: "comment opened with /* is never closed (add */)".into(),
+                        message: "comment opened with /* is never closed".into(),
+                        hint: "add */ where the comment ends",
                     });
                 };
                 blank(&mut out, i, close + 2);
@@ -116,6 +149,7 @@ pub fn blank_comments(text: &str) -> Result<String, SyntaxError> {
     String::from_utf8(out).map_err(|e| SyntaxError {
         offset: e.utf8_error().valid_up_to(),
         message: "the file is not valid UTF-8".into(),
+        hint: "save the file as UTF-8",
     })
 }
 
@@ -153,6 +187,7 @@ pub fn parse(text: &str, file: usize, ddir: &str) -> Result<Option<Node>, Syntax
         .map_err(|e| SyntaxError {
             offset: e.range().start,
             message: e.kind().to_string(),
+            hint: hint(e.kind()),
         })?;
     Ok(result.value.map(|v| convert(v, file, ddir)))
 }

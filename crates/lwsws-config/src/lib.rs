@@ -100,7 +100,16 @@ pub fn default_data_dir() -> PathBuf {
     }
     match option_env!("LWSWS_DATA_DIR") {
         Some(d) => PathBuf::from(d),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../share"),
+        // crates/lwsws-config → the checkout's root, without `..` in
+        // what error messages show.
+        None => {
+            let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+            crate_dir
+                .parent()
+                .and_then(Path::parent)
+                .unwrap_or(crate_dir)
+                .join("share")
+        }
     }
 }
 
@@ -240,7 +249,7 @@ fn check(
                 },
                 "",
                 format!("syntax error: {}", e.message),
-                Some("fix the JSON syntax".into()),
+                Some(e.hint.into()),
             ),
         }
     }

@@ -155,6 +155,15 @@ impl<'a> Obj<'a> {
             .map_or(self.loc, |p| p.key_loc)
     }
 
+    /// Whether a key of the object looks like a misspelling of `key` (the
+    /// unknown-key error suggests it; a "missing key" error would only
+    /// repeat it).
+    pub fn misspelt(&self, key: &str) -> bool {
+        self.props
+            .iter()
+            .any(|p| p.key != key && did_you_mean(&p.key, &[key]).is_some())
+    }
+
     /// Reports every key that was not read.
     pub fn finish(self, d: &mut Diags) {
         for (p, used) in self.props.iter().zip(&self.used) {

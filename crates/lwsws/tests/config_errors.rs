@@ -56,6 +56,58 @@ fn syntax_error_line_is_not_shifted_by_comments() {
     let file = format!("{}/conf.d/site", dir.path().display());
     let l = line_at(&err, &file, (9, 45));
     assert!(l.contains("syntax error") && l.contains("comma"), "{l}");
+    assert!(l.contains("add a \",\" before this value"), "{l}");
+}
+
+#[test]
+fn syntax_errors_say_what_to_do() {
+    for (text, hint) in [
+        (
+            r#"{"vhosts": [{"name": "a",, "port": "1"}]}"#,
+            "remove this \",\"",
+        ),
+        (
+            r#"{"vhosts": [{"name" "a", "port": "1"}]}"#,
+            "add \":\" between the key and its value",
+        ),
+        (
+            r#"{"vhosts": [{"name": "a", "port": "1"}]"#,
+            "close the object with \"}\"",
+        ),
+        (
+            r#"{"vhosts": [{name: "a", "port": "1"}]}"#,
+            "put the key in double quotes",
+        ),
+    ] {
+        let dir = ConfigDir::new();
+        dir.write_conf_d("site", text);
+        let err = failed(&dir);
+        assert!(
+            err.lines()
+                .any(|l| l.contains("syntax error") && l.contains(hint)),
+            "{text}: expected a syntax error with the hint {hint:?}; stderr:\n{err}"
+        );
+    }
+}
+
+#[test]
+fn a_misspelt_port_gets_one_error_with_the_suggestion() {
+    let dir = ConfigDir::new();
+    let w = www(&dir);
+    dir.write_conf_d(
+        "site",
+        &format!(
+            r#"{{"vhosts": [{{"name": "a", "prot": "8080",
+  "mounts": [{{"mountpoint": "/", "origin": "file://{w}"}}]}}]}}"#
+        ),
+    );
+    let err = failed(&dir);
+    assert!(
+        err.lines()
+            .any(|l| l.contains("\"prot\"") && l.contains("did you mean \"port\"?")),
+        "{err}"
+    );
+    assert!(!err.contains("every vhost needs a port"), "{err}");
 }
 
 #[test]
