@@ -287,18 +287,18 @@ pub(crate) fn global(cx: &mut Ctx, props: Vec<&Prop>, loc: Loc) -> Global {
         g.count_threads =
             reader::number(d, "count-threads", n, 1, 1024).map_or(g.count_threads, |v| v as usize);
     }
-    if let Some(n) = o.get(d, "server-string") {
-        if let Some(s) = reader::string(d, "server-string", n) {
-            if HeaderValue::from_str(&s).is_ok() {
-                g.server_string = s;
-            } else {
-                d.error(
-                    n.loc,
-                    "server-string",
-                    "is not a valid header value",
-                    Some("use printable ASCII only".into()),
-                );
-            }
+    if let Some(n) = o.get(d, "server-string")
+        && let Some(s) = reader::string(d, "server-string", n)
+    {
+        if HeaderValue::from_str(&s).is_ok() {
+            g.server_string = s;
+        } else {
+            d.error(
+                n.loc,
+                "server-string",
+                "is not a valid header value",
+                Some("use printable ASCII only".into()),
+            );
         }
     }
     if let Some(n) = o.get(d, "ws-pingpong-secs") {
@@ -1047,18 +1047,18 @@ pub(crate) fn vhost(cx: &mut Ctx, node: &Node) -> Option<Vhost> {
 
     v.proxy_protocol = flag(d, &mut o, "proxy-protocol");
     v.strict_host_check = flag(d, &mut o, "strict-host-check");
-    if let Some(n) = o.get(d, "error-document-404") {
-        if let Some(s) = reader::nonempty(d, "error-document-404", n) {
-            if s.starts_with('/') {
-                v.error_document_404 = Some(s);
-            } else {
-                d.error(
-                    n.loc,
-                    "error-document-404",
-                    format!("\"{s}\" is not a URL path"),
-                    Some("write a path on this vhost, like \"/404.html\"".into()),
-                );
-            }
+    if let Some(n) = o.get(d, "error-document-404")
+        && let Some(s) = reader::nonempty(d, "error-document-404", n)
+    {
+        if s.starts_with('/') {
+            v.error_document_404 = Some(s);
+        } else {
+            d.error(
+                n.loc,
+                "error-document-404",
+                format!("\"{s}\" is not a URL path"),
+                Some("write a path on this vhost, like \"/404.html\"".into()),
+            );
         }
     }
     v.ignore_missing_cert = flag(d, &mut o, "ignore-missing-cert");
