@@ -12,6 +12,10 @@ use lwsws_config::{Diagnostic, LoadOptions};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // rustls is built with two providers (lwsws_tls::provider() combines
+    // them); libraries that ask for the process default (the ACME and Redis
+    // clients) get the same one.
+    let _ = lwsws_tls::provider().install_default();
     let cli = Cli::parse();
     cli::init_logging(cli.log_level);
     match &cli.command {
