@@ -70,6 +70,9 @@ fn hint(kind: &jsonc_parser::errors::ParseErrorKind) -> &'static str {
         K::UnexpectedComma => {
             "remove this \",\": a value or member is missing before it (a doubled comma?)"
         }
+        K::UnexpectedTokenInObject => {
+            "a \"key\": value member must start here: remove this character (a doubled \",\"?) or quote the key"
+        }
         K::ExpectedColonAfterObjectKey => "add \":\" between the key and its value",
         K::UnexpectedColon => "remove this \":\", or put a key in quotes before it",
         K::ExpectedStringObjectProperty | K::UnexpectedWord => {

@@ -64,7 +64,7 @@ fn syntax_errors_say_what_to_do() {
     for (text, hint) in [
         (
             r#"{"vhosts": [{"name": "a",, "port": "1"}]}"#,
-            "remove this \",\"",
+            "(a doubled \",\"?)",
         ),
         (
             r#"{"vhosts": [{"name" "a", "port": "1"}]}"#,
