@@ -180,15 +180,6 @@ pub(crate) async fn upgrade(
             compression: accepted.deflate.is_some(),
         },
         ping_after: state.config.global.ws_pingpong,
-        // A peer that takes no byte for as long as it may leave a ping
-        // unanswered is gone (SPEC §6.3 `ws-pingpong-secs`).
-        send_timeout: state
-            .config
-            .global
-            .ws_pingpong
-            .map_or(lwsws_ws::conn::DEFAULT_SEND_TIMEOUT, |p| {
-                p.min(lwsws_ws::conn::DEFAULT_SEND_TIMEOUT)
-            }),
         deflate: accepted
             .deflate
             .map(|params| lwsws_ws::deflate::DeflateConfig {

@@ -139,13 +139,13 @@ pub struct DriverConfig {
     pub ping_after: Option<Duration>,
     /// permessage-deflate, when negotiated (then `codec.compression` is on).
     pub deflate: Option<DeflateConfig>,
-    /// Longest a write may make no progress (the peer reads nothing) before
-    /// the connection is dropped as too slow.
-    pub send_timeout: Duration,
 }
 
-/// `send_timeout` when the server sets none: nginx's `send_timeout`.
-pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest a write may make no progress (the peer reads nothing) before the
+/// connection is dropped as too slow, without `ws-pingpong-secs`: nginx's
+/// `send_timeout`. With it, a peer that takes no byte for as long as it may
+/// leave a ping unanswered is gone (capped at this).
+const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How a connection ended, for logs and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,7 +185,7 @@ where
         i
     });
     let ping_after = cfg.ping_after;
-    let stall = cfg.send_timeout;
+    let stall = ping_after.map_or(SEND_TIMEOUT, |p| p.min(SEND_TIMEOUT));
     let idle = tokio::time::sleep(ping_after.unwrap_or(Duration::from_secs(3600)));
     tokio::pin!(idle);
     let mut ping_sent = false;

@@ -17,7 +17,7 @@
 //!
 //! The server runs with `"ws-pingpong-secs": "3"`, which also makes a write
 //! that makes no progress for 3 s end the connection as too slow
-//! (`crates/lwsws-ws/src/conn.rs`: `send_timeout`; each connection's queue
+//! (`crates/lwsws-ws/src/conn.rs`: `SEND_TIMEOUT`; each connection's queue
 //! of outgoing frames is bounded at 16 MiB). Whether the server still holds
 //! a client's connection is read from the kernel, not from the client
 //! (which would have to read, and so unblock the server): the server-side
