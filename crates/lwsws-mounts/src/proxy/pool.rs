@@ -301,6 +301,13 @@ pub struct ReturningBody {
     conn: Option<Conn>,
     gap: Duration,
     timer: Pin<Box<tokio::time::Sleep>>,
+    /// Data was handed out since the last `Pending`: it may still sit in the
+    /// server's write buffer.
+    unflushed: bool,
+    /// An upstream failure held back for one poll, so the server flushes
+    /// what it already has (the head and the bytes that did arrive) before
+    /// the error ends the client's connection, as nginx does.
+    failed: Option<std::io::Error>,
 }
 
 impl ReturningBody {
@@ -310,7 +317,25 @@ impl ReturningBody {
             conn: Some(conn),
             gap,
             timer: Box::pin(tokio::time::sleep(gap)),
+            unflushed: false,
+            failed: None,
         }
+    }
+
+    /// `e` now, or after one more poll when data may be unflushed.
+    fn fail(
+        &mut self,
+        e: std::io::Error,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        self.conn = None;
+        if std::mem::take(&mut self.unflushed) {
+            // hyper flushes its write buffer when the body is pending.
+            self.failed = Some(e);
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        Poll::Ready(Some(Err(e)))
     }
 }
 
@@ -323,8 +348,12 @@ impl http_body::Body for ReturningBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
         let this = self.get_mut();
+        if let Some(e) = this.failed.take() {
+            return Poll::Ready(Some(Err(e)));
+        }
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(f))) => {
+                this.unflushed = true;
                 if this.inner.is_end_stream() {
                     // hyper will not poll again once it has every byte of a
                     // sized body: hand the connection back now.
@@ -337,10 +366,7 @@ impl http_body::Body for ReturningBody {
                 }
                 Poll::Ready(Some(Ok(f)))
             }
-            Poll::Ready(Some(Err(e))) => {
-                this.conn = None;
-                Poll::Ready(Some(Err(std::io::Error::other(e))))
-            }
+            Poll::Ready(Some(Err(e))) => this.fail(std::io::Error::other(e), cx),
             Poll::Ready(None) => {
                 if let Some(c) = this.conn.take() {
                     c.give_back();
@@ -348,14 +374,17 @@ impl http_body::Body for ReturningBody {
                 Poll::Ready(None)
             }
             Poll::Pending => match this.timer.as_mut().poll(cx) {
-                Poll::Ready(()) => {
-                    this.conn = None;
-                    Poll::Ready(Some(Err(std::io::Error::new(
+                Poll::Ready(()) => this.fail(
+                    std::io::Error::new(
                         std::io::ErrorKind::TimedOut,
                         "upstream stopped sending its body",
-                    ))))
+                    ),
+                    cx,
+                ),
+                Poll::Pending => {
+                    this.unflushed = false;
+                    Poll::Pending
                 }
-                Poll::Pending => Poll::Pending,
             },
         }
     }
