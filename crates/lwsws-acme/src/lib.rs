@@ -151,11 +151,28 @@ impl Manager {
             tracing::error!(vhost = %vhost, "acme: {e}");
         }
         let mut failures: u32 = 0;
+        // The certificate whose renewal time was drawn and logged, and that time.
+        let mut scheduled: Option<((i64, i64), i64)> = None;
         loop {
             let current = read_validity(&cert_path(&self.acme_dir, &vhost));
             let now = unix_now();
             let due = match current {
-                Some((from, until)) => from + (until - from) * 2 / 3 - self.jitter(until - from),
+                Some(validity) => match scheduled {
+                    Some((v, due)) if v == validity => due,
+                    _ => {
+                        let (from, until) = validity;
+                        let due = renewal_due(from, until, self.jitter(until - from));
+                        scheduled = Some((validity, due));
+                        tracing::info!(
+                            vhost = %vhost,
+                            not_after = until,
+                            renew_at = due,
+                            "acme: certificate valid until {until}; renewal due at {due} (in {} s)",
+                            (due - now).max(0)
+                        );
+                        due
+                    }
+                },
                 None => now,
             };
             if due > now {
@@ -213,8 +230,7 @@ impl Manager {
         }
     }
 
-    /// Up to a thirtieth of a lifetime, so that many certificates issued
-    /// together are not renewed together.
+    /// Up to a thirtieth of a lifetime (see [`renewal_due`]).
     fn jitter(&self, lifetime: i64) -> i64 {
         let mut b = [0u8; 4];
         if self.rng.fill(&mut b).is_err() || lifetime < 30 {
@@ -493,6 +509,13 @@ fn chain(e: &dyn std::error::Error) -> String {
     out
 }
 
+/// When a certificate valid from `from` until `until` (Unix seconds) is
+/// renewed: once two thirds of its lifetime have passed, `jitter` seconds
+/// earlier so that certificates issued together are not renewed together.
+pub fn renewal_due(from: i64, until: i64, jitter: i64) -> i64 {
+    from + (until - from) * 2 / 3 - jitter
+}
+
 fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -529,5 +552,23 @@ mod tests {
             .unwrap();
         assert!(ext.critical);
         assert!(ext.value.ends_with(&[7; 32]));
+    }
+
+    #[test]
+    fn renewal_comes_after_two_thirds_of_the_lifetime_less_the_jitter() {
+        // A 90-day certificate: day 60, up to three days earlier.
+        let day = 86_400;
+        let from = 1_700_000_000;
+        assert_eq!(renewal_due(from, from + 90 * day, 0), from + 60 * day);
+        assert_eq!(renewal_due(from, from + 90 * day, 3 * day), from + 57 * day);
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let m = Manager::new(std::env::temp_dir(), tx);
+        let lifetime = 90 * day;
+        let draws: Vec<i64> = (0..200).map(|_| m.jitter(lifetime)).collect();
+        assert!(draws.iter().all(|&j| (0..lifetime / 30).contains(&j)));
+        // Drawn, not fixed: 200 draws from three days' worth of seconds differ.
+        assert!(draws.iter().any(|&j| j != draws[0]));
+        // Too short a lifetime to spread: no jitter, never a negative one.
+        assert_eq!(m.jitter(29), 0);
     }
 }

@@ -10,8 +10,12 @@
 //! - Renewal: with 30-second certificates the renewal (due after 2/3 of
 //!   the lifetime) switches the served certificate while a load loop of new
 //!   HTTPS connections sees no failure.
-//! - The CA down at start: lwsws serves the temporary certificate, logs the
-//!   failure and its retry, and gets a certificate once the CA is up.
+//! - HTTP-01 answered on a TLS port that lets plain HTTP in
+//!   (`allow-non-tls` + `redirect-http`), with no plain vhost.
+//! - The CA down at start: lwsws serves the temporary certificate, logs
+//!   each failed attempt once with its retry, and gets a certificate once
+//!   the CA is up. With a certificate in `acme-dir`, a restart while the CA
+//!   is down serves it at once; its renewal then fails and it stays.
 //! - The workers (user nobody) cannot read the account key; the ACME
 //!   process keeps the supervisor's user.
 //! - `--check`: `acme` together with `host-ssl-cert`, a directory that is
@@ -158,6 +162,7 @@ struct CertInfo {
     issuer_text: String,
     serial: String,
     dns_names: Vec<String>,
+    not_before: i64,
     not_after: i64,
 }
 
@@ -184,6 +189,7 @@ fn info(der: &[u8]) -> CertInfo {
         issuer_text: c.issuer().to_string(),
         serial: c.raw_serial_as_string(),
         dns_names,
+        not_before: c.validity().not_before.timestamp(),
         not_after: c.validity().not_after.timestamp(),
     }
 }
@@ -211,6 +217,8 @@ struct Site {
     tls_port: u16,
     plain_port: Option<u16>,
     acme_dir: PathBuf,
+    /// More keys for the ACME vhost (`, "key": "value"`).
+    vhost_extra: String,
 }
 
 impl Site {
@@ -223,6 +231,17 @@ impl Site {
             plain_port: plain.then(free_port),
             acme_dir,
             dir,
+            vhost_extra: String::new(),
+        }
+    }
+
+    /// No plain vhost: the ACME vhost's TLS listener lets plain HTTP in
+    /// (`allow-non-tls`) and redirects it to https (`redirect-http`), and
+    /// pebble validates HTTP-01 on that same port.
+    fn plain_on_tls() -> Site {
+        Site {
+            vhost_extra: r#", "allow-non-tls": "1", "redirect-http": "1""#.to_owned(),
+            ..Site::new(false)
         }
     }
 
@@ -230,7 +249,11 @@ impl Site {
     /// certificates. With no plain listener, HTTP-01 would go to a port
     /// where nothing listens.
     fn pebble(&self, validity_secs: u64) -> Pebble {
-        let http = self.plain_port.unwrap_or_else(free_port);
+        let http = match self.plain_port {
+            Some(port) => port,
+            None if !self.vhost_extra.is_empty() => self.tls_port,
+            None => free_port(),
+        };
         Pebble::new(http, self.tls_port, validity_secs)
     }
 
@@ -249,13 +272,14 @@ impl Site {
             www.display()
         );
         let mut vhosts = vec![format!(
-            r#"{{ "name": "{NAME}", "port": "{}",
+            r#"{{ "name": "{NAME}", "port": "{}" {},
                 "acme": {{ "directory": "{}", "email": "admin@acme.test",
                            "challenge": "{challenge}", "directory-ca": "{}" }},
                 "ws-protocols": [{{ "lws-server-status": {{}} }}],
                 "mounts": [{mounts},
                            {{ "mountpoint": "/status", "origin": "callback://lws-server-status" }}] }}"#,
             self.tls_port,
+            self.vhost_extra,
             pebble.directory(),
             pebble.ca_path().display()
         )];
@@ -326,6 +350,22 @@ fn wait_for_issued(
         logs(server, pebble)
     );
     chain
+}
+
+/// The operator's check, as the issue words it: `curl --cacert ROOT` over
+/// HTTPS gets the page.
+fn assert_curl_verifies(site: &Site, root_pem: &str) {
+    let root_path = site.dir.write_file("pebble-root.pem", root_pem);
+    let url = format!("https://{NAME}:{}/", site.tls_port);
+    let resolve = format!("{NAME}:{}:127.0.0.1", site.tls_port);
+    let reply = common::curl(&[
+        "--cacert",
+        root_path.to_str().unwrap(),
+        "--resolve",
+        &resolve,
+        &url,
+    ]);
+    assert_eq!((reply.status, reply.text().as_str()), (200, INDEX));
 }
 
 /// The vhost's entry of `i.acme` in the status JSON (fetched with `cfg`),
@@ -461,18 +501,7 @@ fn http01_issues_a_certificate_pebble_validated() {
     assert_eq!(leaf.dns_names, vec![NAME.to_owned()], "subjectAltName");
     assert!(leaf.not_after > now(), "not_after {}", leaf.not_after);
 
-    // The operator's check, as the issue words it.
-    let root_path = site.dir.write_file("pebble-root.pem", &root);
-    let url = format!("https://{NAME}:{}/", site.tls_port);
-    let resolve = format!("{NAME}:{}:127.0.0.1", site.tls_port);
-    let reply = common::curl(&[
-        "--cacert",
-        root_path.to_str().unwrap(),
-        "--resolve",
-        &resolve,
-        &url,
-    ]);
-    assert_eq!((reply.status, reply.text().as_str()), (200, INDEX));
+    assert_curl_verifies(&site, &root);
 
     // pebble fetched the challenge from lwsws's plain listener.
     let attempt = format!(
@@ -531,12 +560,24 @@ fn http01_issues_a_certificate_pebble_validated() {
     let not_after = status["not_after"].as_i64().expect("not_after");
     assert!(not_after > now(), "not_after {not_after} is in the past");
     assert_eq!(not_after, leaf.not_after, "not_after is the served one's");
+    // Renewal after two thirds of the lifetime, up to a thirtieth earlier.
     let next = status["next_attempt"].as_i64().expect("next_attempt");
+    let lifetime = leaf.not_after - leaf.not_before;
+    let two_thirds = leaf.not_before + lifetime * 2 / 3;
     assert!(
-        next > now() && next < not_after,
-        "next attempt {next} (not_after {not_after})"
+        (two_thirds - lifetime / 30..=two_thirds).contains(&next),
+        "next renewal {next}: not within a thirtieth before two thirds ({two_thirds}) of {}..{}",
+        leaf.not_before,
+        leaf.not_after
     );
     assert!(status["last_error"].is_null(), "{status}");
+    // The log says it too.
+    let due = format!("renewal due at {next}");
+    assert!(
+        server.wait_for_log(&due, LOG_DEADLINE),
+        "no log line with {due:?}{}",
+        logs(&server, &pebble)
+    );
 }
 
 #[test]
@@ -589,6 +630,46 @@ fn tls_alpn01_issues_a_certificate() {
     );
     let status = wait_for_status(&site, &server, &pebble, trusting(&root), "valid");
     assert_eq!(status["not_after"].as_i64(), Some(leaf.not_after));
+    assert_curl_verifies(&site, &root);
+}
+
+#[test]
+fn http01_on_the_tls_port_that_lets_plain_http_in() {
+    // No plain vhost: pebble's HTTP-01 request arrives as plain HTTP on the
+    // TLS listener, which answers it before redirecting anything else.
+    let site = Site::plain_on_tls();
+    let mut pebble = site.pebble(3600);
+    pebble.start();
+    let root = pebble.root_pem();
+    site.write(&pebble, "http-01", "");
+    let server = site.start();
+
+    let chain = wait_for_issued(&site, &server, &pebble, &root, ISSUE_DEADLINE);
+    assert_eq!(
+        info(&chain[0]).issuer,
+        info(&der(&pebble.intermediate_pem())).subject
+    );
+    let attempt = format!(
+        "Attempting to validate w/ HTTP: http://{NAME}:{}/.well-known/acme-challenge/",
+        site.tls_port
+    );
+    assert!(
+        pebble.log().contains(&attempt),
+        "pebble never validated over plain HTTP on the TLS port ({attempt}){}",
+        logs(&server, &pebble)
+    );
+    assert_curl_verifies(&site, &root);
+    // Any other plain request is still sent to https.
+    let reply = common::curl(&[
+        "-H",
+        &format!("Host: {NAME}"),
+        &format!("http://127.0.0.1:{}/index.html", site.tls_port),
+    ]);
+    assert_eq!(reply.status, 301, "{}", reply.text());
+    assert_eq!(
+        reply.header("location"),
+        Some(format!("https://{NAME}/index.html").as_str())
+    );
 }
 
 /// What the load loop saw.
@@ -714,6 +795,26 @@ fn pebble_down_then_up() {
         "{status}"
     );
     assert!(status["next_attempt"].as_i64().is_some(), "{status}");
+    // Each attempt is logged once, with its number and the next retry: the
+    // second comes 5 s after the first.
+    assert!(
+        server.wait_for_log("attempt=2", LOG_DEADLINE),
+        "no second attempt logged{}",
+        logs(&server, &pebble)
+    );
+    let log = server.log();
+    let failed: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("acme: order failed"))
+        .collect();
+    for (i, line) in failed.iter().enumerate() {
+        assert!(
+            line.contains(&format!("attempt={}", i + 1)) && line.contains("next attempt in "),
+            "failure line {} of {}: {line}",
+            i + 1,
+            failed.len()
+        );
+    }
 
     pebble.start();
     let root = pebble.root_pem();
@@ -727,10 +828,84 @@ fn pebble_down_then_up() {
 }
 
 #[test]
+fn an_existing_certificate_is_served_while_the_ca_is_down() {
+    // 30-second certificates: renewal falls due about 20 s after issuance.
+    let site = Site::new(true);
+    let mut pebble = site.pebble(30);
+    pebble.start();
+    let root = pebble.root_pem();
+    site.write(&pebble, "http-01", "");
+    let mut server = site.start();
+    let first = info(&wait_for_issued(&site, &server, &pebble, &root, ISSUE_DEADLINE)[0]);
+    server.stop();
+    drop(server);
+    pebble.stop();
+    let on_disk = std::fs::read(site.vhost_dir().join("cert.pem")).unwrap();
+
+    // Restarted with the CA gone: the certificate from acme-dir is served
+    // at once (no temporary one, no order) and trusted by pebble's root.
+    let server = site.start();
+    let (reply, chain) = get(site.tls_port, "/", trusting(&root)).unwrap_or_else(|e| {
+        panic!(
+            "the existing certificate is not served: {e}{}",
+            logs(&server, &pebble)
+        )
+    });
+    assert_eq!(reply.text(), INDEX);
+    assert_eq!(info(&chain[0]).serial, first.serial);
+    let status = wait_for_status(&site, &server, &pebble, trusting(&root), "valid");
+    assert_eq!(status["not_after"].as_i64(), Some(first.not_after));
+    assert!(
+        server.wait_for_log("renewal due at", LOG_DEADLINE),
+        "{}",
+        logs(&server, &pebble)
+    );
+
+    // The renewal fails (nobody answers at the directory URL): logged with
+    // the next attempt, and the working certificate stays in place.
+    assert!(
+        server.wait_for_log("acme: order failed", RENEW_DEADLINE),
+        "renewal never attempted{}",
+        logs(&server, &pebble)
+    );
+    let log = server.log();
+    let ordering = log.find("acme: ordering a certificate").unwrap();
+    assert!(
+        log[..ordering].contains("renewal due at"),
+        "ordered before the existing certificate was due{}",
+        logs(&server, &pebble)
+    );
+    let (_, chain) = get(site.tls_port, "/", any_cert()).unwrap();
+    assert_eq!(
+        info(&chain[0]).serial,
+        first.serial,
+        "the certificate was replaced although no new one was issued"
+    );
+    assert_eq!(
+        std::fs::read(site.vhost_dir().join("cert.pem")).unwrap(),
+        on_disk
+    );
+    let status = wait_for_status(&site, &server, &pebble, any_cert(), "renewing");
+    assert!(
+        status["last_error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{status}"
+    );
+    assert!(
+        !server.log().contains("ACME: new certificate"),
+        "{}",
+        logs(&server, &pebble)
+    );
+}
+
+#[test]
 fn worker_cannot_read_the_account_key() {
     // As in process_privileges.rs: without root there is no privilege drop
     // to look at (CI runs the tests as root).
     if !nix::unistd::geteuid().is_root() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "worker_cannot_read_the_account_key must run as root in CI"
+        );
         eprintln!(
             "SKIPPED worker_cannot_read_the_account_key: needs root (the supervisor drops privileges only when started as root)"
         );

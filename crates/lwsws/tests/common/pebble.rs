@@ -214,6 +214,19 @@ impl Pebble {
         }
     }
 
+    /// Kills pebble and its DNS (a new `start` brings up a new CA: pebble
+    /// keeps nothing across restarts).
+    pub fn stop(&mut self) {
+        for (_, child) in &mut self.children {
+            if let Ok(pid) = i32::try_from(child.id()) {
+                let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.children.clear();
+    }
+
     /// What pebble has logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.log_path("pebble")).unwrap_or_default()
@@ -246,13 +259,7 @@ impl Pebble {
 
 impl Drop for Pebble {
     fn drop(&mut self) {
-        for (_, child) in &mut self.children {
-            if let Ok(pid) = i32::try_from(child.id()) {
-                let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.stop();
     }
 }
 
