@@ -69,8 +69,8 @@ pub const GLOBAL: &[Key] = &[
     k(
         "count-threads",
         Number,
-        Some("number of CPUs"),
-        "Worker threads serving requests.",
+        None,
+        "Worker threads serving requests (default: the number of CPUs).",
     ),
     k(
         "server-string",
@@ -87,7 +87,7 @@ pub const GLOBAL: &[Key] = &[
     k(
         "init-ssl",
         Flag,
-        None,
+        Some("off"),
         "Accepted for compatibility; TLS is always available.",
     ),
     k(
@@ -171,14 +171,14 @@ pub const GLOBAL: &[Key] = &[
     k(
         "ip-limit-wsi",
         Number,
-        None,
-        "Most connections at once from one client address.",
+        Some("0"),
+        "Most connections at once from one client address (0: no limit).",
     ),
     k(
         "ip-limit-ah",
         Number,
-        None,
-        "Most requests in progress at once from one client address (beyond: 503).",
+        Some("0"),
+        "Most requests in progress at once from one client address (beyond: 503; 0: no limit).",
     ),
 ];
 
@@ -199,8 +199,8 @@ pub const VHOST: &[Key] = &[
     k(
         "interface",
         Text,
-        Some("all addresses"),
-        "IP address or interface name; with unix-socket, the socket path.",
+        None,
+        "IP address or interface name; with unix-socket, the socket path (default: all addresses).",
     ),
     k(
         "unix-socket",
@@ -215,7 +215,12 @@ pub const VHOST: &[Key] = &[
         "user:group owning the Unix socket (mode 0600).",
     ),
     k("noipv6", Flag, Some("off"), "No IPv6."),
-    k("ipv6only", Flag, Some("off"), "IPv6 only."),
+    k(
+        "ipv6only",
+        Flag,
+        None,
+        "on: IPv6 only; off: IPv4 only (default: both, unless noipv6).",
+    ),
     k(
         "host-ssl-cert",
         Text,
@@ -281,13 +286,13 @@ pub const VHOST: &[Key] = &[
     k(
         "ssl-option-set",
         Number,
-        None,
+        Some("0"),
         "OpenSSL SSL_OP_* bits to set (version and ticket bits apply); may repeat.",
     ),
     k(
         "ssl-option-clear",
         Number,
-        None,
+        Some("0"),
         "OpenSSL SSL_OP_* bits to clear; may repeat.",
     ),
     k("enable-client-ssl", Flag, None, "Accepted; no effect."),
@@ -472,12 +477,17 @@ pub const MOUNT: &[Key] = &[
         None,
         "Cache-Control max-age (none given: no-store).",
     ),
-    k("cache-reuse", Flag, None, "0: no-store."),
-    k("cache-revalidate", Flag, None, "Add must-revalidate."),
+    k("cache-reuse", Flag, Some("off"), "0: no-store."),
+    k(
+        "cache-revalidate",
+        Flag,
+        Some("off"),
+        "Add must-revalidate.",
+    ),
     k(
         "cache-intermediaries",
         Flag,
-        None,
+        Some("off"),
         "public instead of private.",
     ),
     k(
@@ -513,8 +523,8 @@ pub const MOUNT: &[Key] = &[
     k(
         "max-body-size",
         Number,
-        Some("unlimited"),
-        "Largest request body (413 beyond).",
+        None,
+        "Largest request body (413 beyond; default: no limit).",
     ),
     k(
         "proxy-ca",
