@@ -100,6 +100,48 @@ print(" ".join(sorted(k for k in keys if k not in words)))
 [ -z "$undocumented" ] || fail "keys missing from share/man/lwsws.8: $undocumented"
 echo "every key documented"
 
+header "man page: each key's entry states its default; signals, options and exit codes"
+# Each key is named on a .B/.BR line of its own entry, which (or the line
+# after it) says its default, that it is required, or that it has no effect.
+undefaulted="$(python3 -c '
+import json, re, sys
+schema = json.load(open(sys.argv[1]))
+lines = open(sys.argv[2]).read().replace("\\-", "-").splitlines()
+keys = set()
+for d in schema.get("$defs", {}).values():
+    keys.update(d.get("properties", {}))
+bad = []
+for k in sorted(keys):
+    word = re.compile(r"(^\.BR? |[ ,\x22])" + re.escape(k) + r"([ ,\x22]|$)")
+    ok = any(
+        l.startswith(".B") and word.search(l)
+        and re.search(r"default|required|no effect", l + " " + (lines[i + 1] if i + 1 < len(lines) else ""))
+        for i, l in enumerate(lines))
+    if not ok:
+        bad.append(k)
+print(" ".join(bad))
+' share/lwsws/lwsws.schema.json share/man/lwsws.8)"
+[ -z "$undefaulted" ] || fail "keys whose entry in share/man/lwsws.8 states no default: $undefaulted"
+section() { # the text of section $1 of the rendered page
+	awk -v s="$1" '$0 == s { on = 1; next } /^[A-Z][A-Z ]+$/ { on = 0 } on' <<<"$man_text"
+}
+for sig in SIGHUP SIGTERM SIGINT SIGUSR1; do
+	section SIGNALS | grep -qw -- "$sig" || fail "SIGNALS does not describe $sig"
+done
+for code in 0 1 2 3; do
+	section "EXIT STATUS" | grep -qE "^ +$code( |$)" || fail "EXIT STATUS does not describe status $code"
+done
+for opt in -c --config-dir -d -D --daemon --check --print-config --schema --help --version; do
+	section OPTIONS | grep -qE -- "(^|[ ,])$opt([ ,=]|$)" || fail "OPTIONS does not describe $opt"
+done
+section COMMANDS | grep -qE -- "token --key-file file --user name" || fail "COMMANDS does not describe lwsws token"
+echo "defaults, signals, exit codes and options documented"
+
+header "MANWIDTH=80 man --warnings -l share/man/lwsws.8"
+man_warnings="$(MANWIDTH=80 man --warnings -l share/man/lwsws.8 2>&1 >/dev/null)"
+[ -z "$man_warnings" ] || fail "man warns about share/man/lwsws.8: $man_warnings"
+echo "no warnings"
+
 header "dpkg-deb: control, conffiles, maintainer scripts"
 control_dir="$(mktemp -d)"
 trap 'rm -rf "$control_dir"' EXIT

@@ -1,12 +1,33 @@
-//! With `LWSWS_CONFIG_CORPUS=DIR` set, every configuration a test started
-//! lwsws with (and lwsws accepted: it became ready) is copied to
-//! `DIR/PID-N/` (`conf`, `conf.d-NAME`), so that `tests/run` can check that
-//! the shipped JSON Schema accepts every configuration the parser accepts.
+//! With `LWSWS_CONFIG_CORPUS=DIR` set, every configuration lwsws accepted
+//! during a test — a server became ready with it, `--check` or
+//! `--print-config` exited 0 on it, or a reload signalled with it passes
+//! `--check` — is copied to `DIR/PID-N/` (`conf`, `conf.d-NAME`), so that
+//! `tests/run` can check that the shipped JSON Schema accepts every
+//! configuration the parser accepts.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 static NEXT: AtomicU64 = AtomicU64::new(0);
+
+/// Whether a corpus is being collected.
+pub(crate) fn enabled() -> bool {
+    std::env::var_os("LWSWS_CONFIG_CORPUS").is_some()
+}
+
+/// The directory of `-c DIR` / `--config-dir DIR` in a successful run's
+/// arguments, when the run read a configuration (`--check`, `--print-config`).
+pub(crate) fn config_dir_of<'a>(args: &[&'a str]) -> Option<&'a str> {
+    if !args
+        .iter()
+        .any(|a| matches!(*a, "--check" | "--print-config"))
+    {
+        return None;
+    }
+    args.windows(2)
+        .find(|w| matches!(w[0], "-c" | "--config-dir"))
+        .map(|w| w[1])
+}
 
 /// Copies the configuration files of `conf_dir` into the corpus, if one is set.
 pub(crate) fn record(conf_dir: &Path) {

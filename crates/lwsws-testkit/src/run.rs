@@ -67,6 +67,11 @@ pub fn run_with_env(bin: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
         );
         thread::sleep(POLL_INTERVAL);
     }
+    if status.success()
+        && let Some(dir) = crate::corpus::config_dir_of(args)
+    {
+        crate::corpus::record(Path::new(dir));
+    }
     Output {
         status,
         stdout: join(stdout),

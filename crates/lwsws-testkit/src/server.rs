@@ -143,6 +143,8 @@ impl Launch {
             log_path,
             _log_dir: log_dir,
             command,
+            bin: self.bin.clone(),
+            conf_dir: self.conf_dir.clone(),
         };
         // From here on a panic drops `server`, which kills its group.
         server.wait_ready(&self.ready, self.start_timeout);
@@ -165,6 +167,10 @@ pub struct Lwsws {
     _log_dir: TempDir,
     /// The command line, for panic messages.
     command: String,
+    /// The binary and its configuration directory, to record reloaded
+    /// configurations in the corpus.
+    bin: PathBuf,
+    conf_dir: PathBuf,
 }
 
 impl Lwsws {
@@ -238,6 +244,12 @@ impl Lwsws {
         );
         kill(pid_of(&self.child), sig)
             .unwrap_or_else(|e| panic!("send {sig} to `{}`: {e}", self.command));
+        // A reload reads the directory again: what lwsws would accept of it
+        // belongs in the corpus (`run` records it when `--check` passes).
+        if sig == Signal::SIGHUP && crate::corpus::enabled() {
+            let dir = self.conf_dir.to_string_lossy().into_owned();
+            crate::run(&self.bin, &["--check", "-c", &dir]);
+        }
     }
 
     /// Waits up to `timeout` for the main process to exit and returns its
