@@ -245,10 +245,9 @@ impl Lwsws {
         kill(pid_of(&self.child), sig)
             .unwrap_or_else(|e| panic!("send {sig} to `{}`: {e}", self.command));
         // A reload reads the directory again: what lwsws would accept of it
-        // belongs in the corpus (`run` records it when `--check` passes).
+        // belongs in the corpus.
         if sig == Signal::SIGHUP && crate::corpus::enabled() {
-            let dir = self.conf_dir.to_string_lossy().into_owned();
-            crate::run(&self.bin, &["--check", "-c", &dir]);
+            crate::corpus::record_if_accepted(&self.bin, &self.conf_dir);
         }
     }
 
