@@ -251,12 +251,18 @@ fn upstream_headers(
         h.insert(header::HOST, v);
     }
     if let Some(peer) = info.peer {
-        let ip = peer.ip().to_string();
-        let xff = match h.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-            Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
-            _ => ip,
-        };
-        if let Ok(v) = HeaderValue::from_str(&xff) {
+        // Every X-Forwarded-For line the client sent, in order, as one list
+        // (as the client address was resolved from all of them), then the peer.
+        let mut xff: Vec<u8> = Vec::new();
+        for line in h.get_all("x-forwarded-for") {
+            let line = line.as_bytes().trim_ascii();
+            if !line.is_empty() {
+                xff.extend_from_slice(line);
+                xff.extend_from_slice(b", ");
+            }
+        }
+        xff.extend_from_slice(peer.ip().to_string().as_bytes());
+        if let Ok(v) = HeaderValue::from_bytes(&xff) {
             h.insert("x-forwarded-for", v);
         }
     }
@@ -416,6 +422,39 @@ mod tests {
         assert_eq!(origin_authority(&o), "example.org");
         o.target = ProxyTarget::Unix(PathBuf::from("/run/x.sock"));
         assert_eq!(origin_authority(&o), "localhost");
+    }
+
+    #[test]
+    fn every_forwarded_for_line_is_kept_and_the_peer_appended() {
+        let (tunnels, close) = (
+            tokio_util::task::TaskTracker::new(),
+            tokio_util::sync::CancellationToken::new(),
+        );
+        let info = ProxyRequest {
+            peer: Some("192.0.2.9:4000".parse().unwrap()),
+            tls: false,
+            vhost: "v",
+            connect_timeout: Duration::from_secs(1),
+            tunnels: &tunnels,
+            close: &close,
+        };
+        let forwarded = |lines: &[&str]| {
+            let mut req = http::Request::builder().uri("/x");
+            for l in lines {
+                req = req.header("x-forwarded-for", *l);
+            }
+            let (parts, ()) = req.body(()).unwrap().into_parts();
+            let h = upstream_headers(&parts, &origin(""), &info, false);
+            let all: Vec<_> = h.get_all("x-forwarded-for").iter().cloned().collect();
+            assert_eq!(all.len(), 1, "{all:?}");
+            all[0].to_str().unwrap().to_owned()
+        };
+        assert_eq!(forwarded(&[]), "192.0.2.9");
+        assert_eq!(forwarded(&["203.0.113.7"]), "203.0.113.7, 192.0.2.9");
+        assert_eq!(
+            forwarded(&["203.0.113.7, 198.51.100.2", " 198.51.100.3 ", ""]),
+            "203.0.113.7, 198.51.100.2, 198.51.100.3, 192.0.2.9"
+        );
     }
 
     #[test]
