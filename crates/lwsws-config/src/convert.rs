@@ -171,6 +171,8 @@ pub(crate) struct Ctx<'s> {
     /// `acme-dir`, where ACME vhosts' certificates live (set once the
     /// global section is read, before any vhost).
     pub acme_dir: PathBuf,
+    /// `trusted-proxies` names at least one network (set with `acme_dir`).
+    pub has_trusted_proxies: bool,
 }
 
 impl<'s> Ctx<'s> {
@@ -184,6 +186,7 @@ impl<'s> Ctx<'s> {
             as_root,
             warned: HashSet::new(),
             acme_dir: PathBuf::from("/var/lib/lwsws/acme"),
+            has_trusted_proxies: false,
         }
     }
 
@@ -632,6 +635,7 @@ fn alpn_list(d: &mut Diags, key: &str, n: &Node) -> Vec<Alpn> {
 pub(crate) fn vhost(cx: &mut Ctx, node: &Node) -> Option<Vhost> {
     let mut o = Obj::from_node(&mut cx.d, node, "vhosts", "vhost", VHOST_KEYS)?;
     let base = cx.base.clone();
+    let has_trusted_proxies = cx.has_trusted_proxies;
     let d = &mut cx.d;
 
     let name = match o.get(d, "name") {
@@ -1046,6 +1050,16 @@ pub(crate) fn vhost(cx: &mut Ctx, node: &Node) -> Option<Vhost> {
     }
 
     v.proxy_protocol = flag(d, &mut o, "proxy-protocol");
+    // On a Unix socket the socket's permissions decide who may send the
+    // header; on TCP only trusted-proxies may, so an empty list refuses all.
+    if v.proxy_protocol && !has_trusted_proxies && matches!(listen, Some(Listen::Tcp { .. })) {
+        d.error(
+            o.key_loc("proxy-protocol"),
+            "proxy-protocol",
+            "is on for a TCP listener, but \"trusted-proxies\" is empty: every connection would be refused",
+            Some("add the load balancer's address to \"trusted-proxies\" in the global section, e.g. \"trusted-proxies\": [\"10.0.0.2/32\"]".into()),
+        );
+    }
     v.strict_host_check = flag(d, &mut o, "strict-host-check");
     if let Some(n) = o.get(d, "error-document-404")
         && let Some(s) = reader::nonempty(d, "error-document-404", n)

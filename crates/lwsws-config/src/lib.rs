@@ -286,6 +286,7 @@ fn check(
     let global_loc = globals.first().map_or(Loc::default(), |g| g.loc);
     let global = convert::global(&mut cx, merged, global_loc);
     cx.acme_dir = global.acme_dir.clone();
+    cx.has_trusted_proxies = !global.trusted_proxies.is_empty();
     let mut vhosts = Vec::new();
     let mut locs = Vec::new();
     for n in vhost_nodes {
