@@ -710,6 +710,71 @@ fn malformed_proxy_headers_are_refused_without_waiting_for_timeout_secs() {
     );
 }
 
+#[test]
+fn proxy_protocol_refusals_are_logged_at_most_once_a_second() {
+    let dir = ConfigDir::new();
+    let (dump, www) = content(&dir);
+    let port = free_port();
+    dir.write_conf(r#"{ "global": { "trusted-proxies": ["127.0.0.1/32"] } }"#);
+    dir.write_conf_d(
+        "site",
+        &format!(
+            r#"{{ "vhosts": [{{ "name": "lb.test", "port": "{port}", "proxy-protocol": "1",
+                   "mounts": [ {} ] }}] }}"#,
+            mounts(&dump, &www, None)
+        ),
+    );
+    let server = Lwsws::start(bin(), &dir, &[], &[port]);
+    // Five requests without a PROXY header in quick succession: one line.
+    let flood = || {
+        let started = Instant::now();
+        for i in 0..5 {
+            let mut s = connect_from(BALANCER, port);
+            let got = send_and_drain(&mut s, &get_close("lb.test", "/a.txt", ""));
+            assert!(
+                got.is_empty(),
+                "request {i} without a PROXY header was answered"
+            );
+        }
+        // Whether all five surely fell within one second of the first.
+        started.elapsed() < Duration::from_millis(800)
+    };
+    // The start-up readiness probe (a connection that sends nothing) may
+    // have been refused and logged: begin a second after it.
+    thread::sleep(Duration::from_millis(1100));
+    let base = refusals(&server);
+    let quick = flood();
+    assert!(
+        wait_until(LOG_DEADLINE, || refusals(&server) > base),
+        "{}",
+        server.log()
+    );
+    thread::sleep(Duration::from_millis(200));
+    if quick {
+        assert_eq!(refusals(&server), base + 1, "{}", server.log());
+    }
+    // A second later the next refusal is logged with the number left out.
+    thread::sleep(Duration::from_millis(1100));
+    let before = refusals(&server);
+    flood();
+    assert!(
+        wait_until(LOG_DEADLINE, || refusals(&server) > before),
+        "{}",
+        server.log()
+    );
+    let log = server.log();
+    let line = log
+        .lines()
+        .filter(|l| l.contains(REFUSAL))
+        .nth(before)
+        .unwrap();
+    if quick {
+        assert!(line.contains("suppressed=4"), "{line}");
+    } else {
+        assert!(!line.contains("suppressed=0"), "{line}");
+    }
+}
+
 // ---------------------------------------------------------------------------
 // 3. X-Forwarded-For / -Proto on a normal listener.
 
@@ -834,7 +899,7 @@ fn forwarded_headers_count_from_trusted_peers_only() {
         "http Origin on plain http"
     );
 
-    // A proxy mount appends the untrusted peer to what it was sent.
+    // A proxy mount appends the untrusted peer to what it was sent…
     let echo = Echo::parse(&req(UNTRUSTED, "/p/u2", "X-Forwarded-For: 203.0.113.7\r\n"));
     assert_eq!(
         echo.header("x-forwarded-for"),
@@ -842,6 +907,28 @@ fn forwarded_headers_count_from_trusted_peers_only() {
         "{}",
         server.log()
     );
+    // … every line of it, as one list …
+    let echo = Echo::parse(&req(
+        UNTRUSTED,
+        "/p/u3",
+        "X-Forwarded-For: 192.0.2.66\r\nX-Forwarded-For: 203.0.113.8, 198.51.100.3\r\n",
+    ));
+    assert_eq!(
+        echo.header("x-forwarded-for"),
+        Some("192.0.2.66, 203.0.113.8, 198.51.100.3, 127.0.0.2"),
+        "{}",
+        server.log()
+    );
+    // … and behind a trusted balancer the client it resolved (as nginx's
+    // realip does), with the scheme the balancer reported.
+    let echo = Echo::parse(&req(BALANCER, "/p/t5", &format!("{xff}{proto}")));
+    assert_eq!(
+        echo.header("x-forwarded-for"),
+        Some("203.0.113.7, 198.51.100.2, 203.0.113.7"),
+        "{}",
+        server.log()
+    );
+    assert_eq!(echo.header("x-forwarded-proto"), Some("https"));
 }
 
 // ---------------------------------------------------------------------------
@@ -978,6 +1065,14 @@ fn ip_limit_wsi_counts_connections_per_address() {
         "sixth connection again",
         || server.log(),
     );
+    // Refused twice, logged once (at most once a minute per address).
+    thread::sleep(Duration::from_millis(300));
+    let logged = server
+        .log()
+        .lines()
+        .filter(|l| l.contains("ip-limit-wsi") && l.contains("127.0.0.2"))
+        .count();
+    assert_eq!(logged, 1, "{}", server.log());
 }
 
 /// The status of a WebSocket upgrade of `/` from `src` with `Host: host`
@@ -1367,6 +1462,37 @@ fn check_rejects_bad_cidrs_and_mixed_proxy_protocol_on_one_port() {
         r#"{ "global": { "trusted-proxies": ["127.0.0.1", "::1/128", "10.0.0.0/8"] } }"#,
     );
     dir.write_conf_d("site", &two_vhosts(&w, r#""proxy-protocol": "1","#));
+    let out = check(&dir);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    // proxy-protocol on TCP with no trusted-proxies would refuse every
+    // connection: an error at the key, with the fix.
+    let dir = ConfigDir::new();
+    let w = dir.mkdir("www");
+    let site = two_vhosts(&w, r#""proxy-protocol": "1","#);
+    dir.write_conf_d("site", &site);
+    let out = check(&dir);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let file = dir.path().join("conf.d/site");
+    let l = line_at(&err, &file, pos(&site, "\"proxy-protocol\""));
+    assert!(
+        l.contains("\"proxy-protocol\"") && l.contains("trusted-proxies") && l.contains("refused"),
+        "{l}"
+    );
+    // On a Unix socket the socket's permissions decide: accepted.
+    let dir = ConfigDir::new();
+    let w = dir.mkdir("www");
+    dir.write_conf_d(
+        "site",
+        &format!(
+            r#"{{ "vhosts": [{{ "name": "u.test", "unix-socket": "1", "interface": "{}",
+                 "proxy-protocol": "1",
+                 "mounts": [{{ "mountpoint": "/", "origin": "file://{}" }}] }}] }}"#,
+            dir.path().join("lb.sock").display(),
+            w.display()
+        ),
+    );
     let out = check(&dir);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
