@@ -598,10 +598,34 @@ fn redis_url(d: &mut Diags, loc: Loc, s: &str) -> Option<RedisUrl> {
                 );
                 return None;
             }
+            // What the Redis client will open: a local path, no host.
+            if url.to_file_path().is_err() {
+                d.error(
+                    loc,
+                    "ws-broadcast",
+                    format!(
+                        "\"{}\" is not a local socket path (a host part is not allowed)",
+                        url.host_str().unwrap_or_default()
+                    ),
+                    Some("write three slashes before an absolute path: redis+unix:///run/redis/redis.sock".into()),
+                );
+                return None;
+            }
             true
         }
         _ => false,
     };
+    // Options in the query (protocol=, db= …) and fragments are not part of
+    // the documented forms; refuse them here rather than at run time.
+    if ok && (url.query().is_some() || url.fragment().is_some()) {
+        d.error(
+            loc,
+            "ws-broadcast",
+            "the URL has a query or fragment (\"?…\" / \"#…\"), which lwsws does not use",
+            Some(HINT.into()),
+        );
+        return None;
+    }
     if !ok {
         d.error(
             loc,

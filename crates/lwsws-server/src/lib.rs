@@ -62,12 +62,6 @@ pub enum ServerError {
     Plugin(String),
     #[error("proxy TLS settings: {0}")]
     ProxyTls(String),
-    #[error("ws-broadcast {url}: {source}")]
-    Broadcast {
-        url: String,
-        #[source]
-        source: lwsws_redis::Error,
-    },
     #[error("basic-auth file of mount {mountpoint} of vhost {vhost}: {source}")]
     BasicAuth {
         vhost: String,
@@ -352,17 +346,20 @@ impl Server {
             registry.add(p);
         }
         // Broadcast rooms (SPEC §6.6): in this worker, or shared through
-        // Redis; no Redis client exists without `ws-broadcast`.
+        // Redis; no Redis client exists without `ws-broadcast`. A URL the
+        // client refuses (which --check should have caught) leaves the rooms
+        // local rather than the server down, as an unreachable Redis does.
         let broadcast = match &config.global.ws_broadcast {
             None => lwsws_ws::room::Hub::local(),
-            Some(url) => {
-                lwsws_redis::hub(url, &config.global.ws_broadcast_prefix).map_err(|source| {
-                    ServerError::Broadcast {
-                        url: url.redacted(),
-                        source,
-                    }
-                })?
-            }
+            Some(url) => lwsws_redis::hub(url, &config.global.ws_broadcast_prefix)
+                .unwrap_or_else(|e| {
+                    tracing::error!(
+                        url = %url.redacted(),
+                        error = %e,
+                        "ws-broadcast: the Redis client refuses this URL; rooms stay local to this worker"
+                    );
+                    lwsws_ws::room::Hub::local()
+                }),
         };
         let mut ws = Vec::new();
         for v in &config.vhosts {
