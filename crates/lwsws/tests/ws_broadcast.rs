@@ -12,6 +12,10 @@
 //! - Redis unreachable at start: lwsws starts and serves anyway, locally,
 //!   and joins in once Redis comes;
 //! - the old and the new generation of a SIGHUP reload share rooms;
+//! - over `redis+unix://`, messages of exactly `ws-max-message-size`
+//!   cross whole; Redis itself (`PUBSUB NUMSUB`) shows one subscription
+//!   per instance while members are there and none once they have left;
+//! - a plugin's rooms (the chat plugin's `room_send`) span instances too;
 //! - bad `ws-broadcast` values are `--check` errors with file:line and key;
 //! - without `ws-broadcast` the status page says `local`.
 //!
@@ -1038,6 +1042,20 @@ fn bad_ws_broadcast_values_are_check_errors() {
             "{bad:?}: no diagnostic naming {place} and \"ws-broadcast\":\n{all}"
         );
     }
+    // Forms the Redis client would refuse at run time are refused here.
+    for bad in [
+        "redis+unix://host/run/redis.sock",
+        "redis://127.0.0.1:6379/?protocol=resp9",
+    ] {
+        let dir = ConfigDir::new();
+        write_config(&dir, free_port(), Some(bad), 10);
+        let out = check(&dir);
+        assert!(
+            !out.status.success() && stderr(&out).contains("ws-broadcast"),
+            "--check accepted \"ws-broadcast\": {bad:?}\n{}",
+            stderr(&out)
+        );
+    }
     // The control: good values of each form pass.
     for good in [
         "redis://127.0.0.1:6379",
@@ -1069,4 +1087,197 @@ fn status_without_ws_broadcast_shows_the_local_backend() {
     assert!(extra(&mut c2, "c2", QUIET).is_empty());
     let log = inst.log();
     assert!(!log.contains(LOST) && !log.contains(RESTORED), "{log}");
+}
+
+/// An instance with `extra` vhost keys on `localhost` (e.g. a size limit).
+fn start_with(name: &'static str, broadcast: &str, extra: &str) -> Instance {
+    let dir = ConfigDir::new();
+    let port = free_port();
+    write_config(&dir, port, Some(broadcast), 10);
+    let site = dir.path().join("conf.d/site");
+    let text = std::fs::read_to_string(&site).unwrap().replacen(
+        r#""interface": "127.0.0.1","#,
+        &format!(r#""interface": "127.0.0.1", {extra}"#),
+        1,
+    );
+    std::fs::write(&site, text).unwrap();
+    let server = Lwsws::start(bin(), &dir, &[], &[port]);
+    Instance {
+        name,
+        port,
+        server,
+        _dir: dir,
+    }
+}
+
+/// Over `redis+unix://`: messages of exactly `ws-max-message-size` (4 MiB
+/// here), text and binary, cross instances whole and keep their type; each
+/// instance subscribes to the room's channel while it has a member there
+/// and unsubscribes when the last one leaves (as Redis itself reports).
+#[test]
+fn unix_socket_link_carries_messages_of_the_size_limit() {
+    const LIMIT: usize = 4 * 1024 * 1024;
+    let redis = RedisServer::start(free_port());
+    let url = redis.unix_url();
+    let limit = format!(r#""ws-max-message-size": "{LIMIT}","#);
+    let a = start_with("A", &url, &limit);
+    let b = start_with("B", &url, &limit);
+    let channel = format!("lwsws:localhost/{MIRROR}/big");
+    assert_eq!(redis.subscribers(&channel), 0);
+    let mut a1 = a.mirror("big");
+    let mut b1 = b.mirror("big");
+    a.wait_broadcast("connected", Some(1), SETTLE);
+    b.wait_broadcast("connected", Some(1), SETTLE);
+    sync("a", &mut a1, &mut [("b1", &mut b1)], SETTLE);
+    sync("b", &mut b1, &mut [("a1", &mut a1)], SETTLE);
+    assert_eq!(
+        redis.subscribers(&channel),
+        2,
+        "one subscription per instance"
+    );
+
+    let text: String = (0..LIMIT)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    let binary: Vec<u8> = (0..LIMIT).map(|i| (i * 7 % 251) as u8).collect();
+    let mut frame = bytes::BytesMut::new();
+    encode_masked_frame(
+        &mut frame,
+        true,
+        OpCode::Text,
+        false,
+        [1, 2, 3, 4],
+        text.as_bytes(),
+    );
+    a1.stream().try_clone().unwrap().write_all(&frame).unwrap();
+    let mut frame = bytes::BytesMut::new();
+    encode_masked_frame(
+        &mut frame,
+        true,
+        OpCode::Binary,
+        false,
+        [5, 6, 7, 8],
+        &binary,
+    );
+    b1.stream().try_clone().unwrap().write_all(&frame).unwrap();
+    for (who, ws) in [("a1", &mut a1), ("b1", &mut b1)] {
+        let got = collect(ws, who, 2).unwrap_or_else(|e| {
+            panic!(
+                "{e}\n--- log A ---\n{}\n--- log B ---\n{}",
+                a.log(),
+                b.log()
+            )
+        });
+        let texts: Vec<&Msg> = got.iter().filter(|m| matches!(m, Msg::Text(_))).collect();
+        let binaries: Vec<&Msg> = got.iter().filter(|m| matches!(m, Msg::Binary(_))).collect();
+        assert_eq!(
+            (texts.len(), binaries.len()),
+            (1, 1),
+            "{who}: {}",
+            show(&got)
+        );
+        assert!(
+            *texts[0] == Msg::Text(text.clone()),
+            "{who}: the text changed"
+        );
+        assert!(
+            *binaries[0] == Msg::Binary(binary.clone()),
+            "{who}: the binary changed"
+        );
+        assert!(extra(ws, who, QUIET).is_empty(), "{who}: a message twice");
+    }
+
+    // The last member of each instance leaves: both unsubscribe.
+    for mut ws in [a1, b1] {
+        ws.send_close(1000, "");
+        let _ = ws.ends_within(NOTICE);
+    }
+    assert!(
+        wait_until(RECOVERY, || redis.subscribers(&channel) == 0),
+        "{channel} still has {} subscribers after every member left",
+        redis.subscribers(&channel)
+    );
+    a.wait_broadcast("connected", Some(0), SETTLE);
+}
+
+/// A plugin's rooms (the Rust chat plugin's `room_send`) span instances
+/// like the mirror's: each member everywhere gets each message once, in
+/// each sender's order.
+#[test]
+fn plugin_rooms_span_instances() {
+    let redis = RedisServer::start(free_port());
+    let chat = common::chat_library();
+    let start = |name: &'static str| {
+        let dir = ConfigDir::new();
+        let plugins = dir.mkdir("plugins");
+        std::fs::copy(&chat, plugins.join("chat.so")).unwrap();
+        let www = dir.mkdir("www");
+        let port = free_port();
+        dir.write_conf(&format!(
+            r#"{{ "global": {{ "ws-broadcast": "{}", "plugin-dir": "{}" }},
+               "vhosts": [{{ "name": "localhost", "port": "{port}", "interface": "127.0.0.1",
+                  "ws-protocols": [{{ "lwsws-chat": {{ "room": "r1" }} }}],
+                  "mounts": [{{ "mountpoint": "/", "origin": "file://{}" }}] }}] }}"#,
+            redis.url(),
+            plugins.display(),
+            www.display()
+        ));
+        let server = Lwsws::start(bin(), &dir, &[], &[port]);
+        Instance {
+            name,
+            port,
+            server,
+            _dir: dir,
+        }
+    };
+    let a = start("A");
+    let b = start("B");
+    let connect = |i: &Instance| Ws::connect(i.port, "/", Some("lwsws-chat"));
+    let (mut a1, mut a2, mut b1) = (connect(&a), connect(&a), connect(&b));
+    // Until B hears A (and A hears B), the subscriptions are not in place.
+    let probe = |tag: &str, from: &mut Ws, to: &mut Ws| {
+        let deadline = Instant::now() + SETTLE;
+        for n in 0.. {
+            assert!(Instant::now() < deadline, "{tag}: no probe crossed");
+            from.send_text(&format!("probe-{tag}-{n}"));
+            while let Some(m) = next_msg(to, "receiver", Instant::now() + PROBE_EVERY) {
+                if m.text()
+                    .is_some_and(|t| t.starts_with(&format!("guest: probe-{tag}-")))
+                {
+                    return;
+                }
+            }
+        }
+    };
+    probe("a", &mut a1, &mut b1);
+    probe("b", &mut b1, &mut a2);
+    // Let stray probes arrive, then drop them.
+    for (who, ws) in [("a1", &mut a1), ("a2", &mut a2), ("b1", &mut b1)] {
+        let _ = extra(ws, who, QUIET);
+    }
+    const N: usize = 50;
+    for i in 0..N {
+        a1.send_text(&format!("a-{i}"));
+        b1.send_text(&format!("b-{i}"));
+    }
+    for (who, ws) in [("a1", &mut a1), ("a2", &mut a2), ("b1", &mut b1)] {
+        let got = collect(ws, who, 2 * N).unwrap_or_else(|e| {
+            panic!(
+                "{e}\n--- log A ---\n{}\n--- log B ---\n{}",
+                a.log(),
+                b.log()
+            )
+        });
+        for sender in ["a", "b"] {
+            let seen: Vec<&str> = got
+                .iter()
+                .filter_map(Msg::text)
+                .filter_map(|t| t.strip_prefix("guest: "))
+                .filter(|t| t.starts_with(&format!("{sender}-")))
+                .collect();
+            let want: Vec<String> = (0..N).map(|i| format!("{sender}-{i}")).collect();
+            assert_eq!(seen, want, "{who}: messages of sender {sender}");
+        }
+        assert!(extra(ws, who, QUIET).is_empty(), "{who}: a message twice");
+    }
 }

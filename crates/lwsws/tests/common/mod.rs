@@ -384,3 +384,30 @@ pub mod proxy;
 // ---- Added for the WebSocket tests (`ws_*.rs`) ----
 
 pub mod ws;
+
+/// The chat plugin's library, built by cargo into the target directory
+/// this test runs from (works with CARGO_TARGET_DIR and either profile).
+pub fn chat_library() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // TARGET/PROFILE/deps/ws_plugins-HASH
+    let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
+    let target_dir = profile_dir.parent().unwrap().to_path_buf();
+    let release = profile_dir.file_name().is_some_and(|n| n == "release");
+    let so = profile_dir.join("liblwsws_plugin_chat.so");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = std::process::Command::new(cargo);
+    cmd.args(["build", "--quiet", "-p", "lwsws-plugin-chat"])
+        .current_dir(repo())
+        .env("CARGO_TARGET_DIR", &target_dir);
+    if release {
+        cmd.arg("--release");
+    }
+    let out = cmd.output().expect("run cargo build -p lwsws-plugin-chat");
+    assert!(
+        out.status.success() || so.is_file(),
+        "cargo build -p lwsws-plugin-chat failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(so.is_file(), "no {}", so.display());
+    so
+}

@@ -73,6 +73,54 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// `redis+unix:///DIR/redis.sock`: the same server on its Unix socket.
+    pub fn unix_url(&self) -> String {
+        format!("redis+unix://{}", self.socket_path().display())
+    }
+
+    fn socket_path(&self) -> PathBuf {
+        self.dir.path().join("redis.sock")
+    }
+
+    /// Runs one command (its words sent as a RESP array) on a new TCP
+    /// connection and returns the reply's bytes as text.
+    pub fn command(&self, words: &[&str]) -> String {
+        let mut s = TcpStream::connect((Ipv4Addr::LOCALHOST, self.port))
+            .unwrap_or_else(|e| panic!("connect to redis-server on {}: {e}", self.port));
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut req = format!("*{}\r\n", words.len());
+        for w in words {
+            req.push_str(&format!("${}\r\n{w}\r\n", w.len()));
+        }
+        s.write_all(req.as_bytes()).unwrap();
+        // Replies here are small: read until the server pauses.
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    out.extend_from_slice(&buf[..n]);
+                    s.set_read_timeout(Some(Duration::from_millis(100)))
+                        .unwrap();
+                }
+                Err(_) => break,
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// `PUBSUB NUMSUB channel`: how many connections subscribe to it.
+    pub fn subscribers(&self, channel: &str) -> u64 {
+        let reply = self.command(&["PUBSUB", "NUMSUB", channel]);
+        // *2 $LEN channel :N
+        reply
+            .lines()
+            .find_map(|l| l.strip_prefix(':'))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("PUBSUB NUMSUB {channel}: {reply:?}"))
+    }
+
     /// What the server logged so far (all its runs).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default()
@@ -99,6 +147,9 @@ impl RedisServer {
         let child = Command::new(redis_server_bin())
             .args(["--port", &self.port.to_string()])
             .args(["--bind", "127.0.0.1"])
+            .arg("--unixsocket")
+            .arg(self.socket_path())
+            .args(["--unixsocketperm", "700"])
             .arg("--dir")
             .arg(self.dir.path())
             .args(["--save", ""])
