@@ -6,17 +6,19 @@
 //!   and before a TLS handshake; the access log, CGI `REMOTE_ADDR` /
 //!   `REMOTE_PORT` and a proxy mount's `X-Forwarded-For` carry that address.
 //!   `LOCAL` / `UNKNOWN` keep the TCP peer. An untrusted peer, a missing,
-//!   malformed or late header: closed with nothing served, and logged.
+//!   malformed or late header: closed with nothing served, and logged at
+//!   most once a second with the number left out.
 //! - `X-Forwarded-For` / `-Proto` from a trusted peer (right-most untrusted
 //!   hop) name the client and the scheme (`HTTPS=on`, the proxy's
-//!   `X-Forwarded-Proto`); from an untrusted peer they change nothing.
+//!   `X-Forwarded-Proto`); from an untrusted peer they change nothing. A
+//!   proxy mount passes every line of the list on, with the client appended.
 //! - `ip-limit-wsi`: connections at once per client address (keep-alive
 //!   connections, WebSockets, and per PROXY source address rather than per
-//!   balancer); the next one is closed at accept.
+//!   balancer); the next one is closed at accept, logged once a minute.
 //! - `ip-limit-ah`: requests in progress per client address (also after
 //!   `X-Forwarded-For`): 503 with `Retry-After: 1` beyond it.
-//! - `--check`: a malformed CIDR, and vhosts sharing a port that disagree on
-//!   `proxy-protocol`.
+//! - `--check`: a malformed CIDR, vhosts sharing a port that disagree on
+//!   `proxy-protocol`, and `proxy-protocol` on TCP without `trusted-proxies`.
 //!
 //! Client sockets are bound to other loopback addresses (127.0.0.2,
 //! 127.0.0.3) before connecting, so that one test process can be several
