@@ -104,7 +104,7 @@ pub const GLOBAL: &[Key] = &[
     ),
     k(
         "plugin-dir",
-        Text,
+        List,
         None,
         "Directory scanned for WebSocket protocol plugins; may appear in several files.",
     ),
@@ -596,10 +596,27 @@ fn value(shape: Shape) -> Value {
     }
 }
 
+/// `shape`'s value, or `null`: the parser takes `null` as "not set" for
+/// every key (so `--print-config` output loads again unchanged).
+fn nullable(shape: Shape) -> Value {
+    let mut v = value(shape);
+    match v.get_mut("type") {
+        Some(Value::Array(types)) => types.push(Value::String("null".into())),
+        Some(t) => *t = json!([t.clone(), "null"]),
+        None => v = json!({"anyOf": [v, {"type": "null"}]}),
+    }
+    v
+}
+
 fn object(keys: &[Key], required: &[&str]) -> Value {
     let mut props = Map::new();
     for key in keys {
-        let mut v = value(key.shape);
+        // A required key must have a value; any other may be null.
+        let mut v = if required.contains(&key.name) {
+            value(key.shape)
+        } else {
+            nullable(key.shape)
+        };
         if let Value::Object(m) = &mut v {
             m.insert("description".into(), Value::String(key.doc.into()));
             if let Some(d) = key.default {
