@@ -113,8 +113,9 @@ pub fn default_data_dir() -> PathBuf {
     }
 }
 
-/// Names in `conf.d/` that are skipped: editor and package-manager leftovers.
-fn skipped_name(name: &str) -> bool {
+/// Names in `conf.d/` that are skipped: editor and package-manager leftovers
+/// (public so that test tooling skips exactly what the loader skips).
+pub fn skipped_name(name: &str) -> bool {
     const SUFFIXES: &[&str] = &[
         "~",
         ".swp",

@@ -29,22 +29,6 @@ pub(crate) fn config_dir_of<'a>(args: &[&'a str]) -> Option<&'a str> {
         .map(|w| w[1])
 }
 
-/// Whether lwsws skips a `conf.d/` file of this name (SPEC §2.1): editor
-/// and package-manager leftovers are not configurations.
-fn skipped(name: &str) -> bool {
-    const SUFFIXES: [&str; 8] = [
-        "~",
-        ".swp",
-        ".bak",
-        ".dpkg-old",
-        ".dpkg-new",
-        ".dpkg-dist",
-        ".rpmnew",
-        ".rpmsave",
-    ];
-    name.starts_with('.') || SUFFIXES.iter().any(|s| name.ends_with(s))
-}
-
 /// Runs `bin --check -c conf_dir` and records the directory if it passes;
 /// never fails (the binary may be missing or broken on purpose).
 pub(crate) fn record_if_accepted(bin: &Path, conf_dir: &Path) {
@@ -78,7 +62,7 @@ pub(crate) fn record(conf_dir: &Path) {
     let _ = std::fs::copy(conf_dir.join("conf"), dest.join("conf"));
     if let Ok(entries) = std::fs::read_dir(conf_dir.join("conf.d")) {
         for e in entries.flatten() {
-            if e.path().is_file() && !skipped(&e.file_name().to_string_lossy()) {
+            if e.path().is_file() && !lwsws_config::skipped_name(&e.file_name().to_string_lossy()) {
                 let name = format!("conf.d-{}", e.file_name().to_string_lossy());
                 let _ = std::fs::copy(e.path(), dest.join(name));
             }
