@@ -656,12 +656,10 @@ fn malformed(port: u16) -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
-#[test]
-fn malformed_proxy_headers_are_refused_without_waiting_for_timeout_secs() {
-    // A long timeout-secs, so that waiting for it cannot pass for a refusal.
-    let timeout = Duration::from_secs(30);
-    let dir = ConfigDir::new();
-    let (dump, www) = content(&dir);
+/// `lb.test`, a `proxy-protocol` vhost behind the balancer 127.0.0.1 with
+/// `timeout-secs`; returns the server and its port.
+fn start_lb(dir: &ConfigDir, timeout: Duration) -> (Lwsws, u16) {
+    let (dump, www) = content(dir);
     let port = free_port();
     dir.write_conf(&format!(
         r#"{{ "global": {{ "trusted-proxies": ["127.0.0.1/32"],
@@ -676,7 +674,15 @@ fn malformed_proxy_headers_are_refused_without_waiting_for_timeout_secs() {
             mounts(&dump, &www, None)
         ),
     );
-    let server = Lwsws::start(bin(), &dir, &[], &[port]);
+    (Lwsws::start(bin(), dir, &[], &[port]), port)
+}
+
+#[test]
+fn malformed_proxy_headers_are_refused_without_waiting_for_timeout_secs() {
+    // A long timeout-secs, so that waiting for it cannot pass for a refusal.
+    let timeout = Duration::from_secs(30);
+    let dir = ConfigDir::new();
+    let (server, port) = start_lb(&dir, timeout);
     // All at once: a wrong one costs timeout-secs.
     let tried: Vec<_> = malformed(port)
         .into_iter()
@@ -715,18 +721,7 @@ fn malformed_proxy_headers_are_refused_without_waiting_for_timeout_secs() {
 #[test]
 fn proxy_protocol_refusals_are_logged_at_most_once_a_second() {
     let dir = ConfigDir::new();
-    let (dump, www) = content(&dir);
-    let port = free_port();
-    dir.write_conf(r#"{ "global": { "trusted-proxies": ["127.0.0.1/32"] } }"#);
-    dir.write_conf_d(
-        "site",
-        &format!(
-            r#"{{ "vhosts": [{{ "name": "lb.test", "port": "{port}", "proxy-protocol": "1",
-                   "mounts": [ {} ] }}] }}"#,
-            mounts(&dump, &www, None)
-        ),
-    );
-    let server = Lwsws::start(bin(), &dir, &[], &[port]);
+    let (server, port) = start_lb(&dir, Duration::from_secs(5));
     // Five requests without a PROXY header in quick succession: one line.
     let flood = || {
         let started = Instant::now();
