@@ -123,6 +123,12 @@ impl Instance {
         let dir = ConfigDir::new();
         let port = free_port();
         write_config(&dir, port, broadcast, drain_secs);
+        Instance::launch(name, dir, port)
+    }
+
+    /// Starts lwsws on the configuration already written in `dir` and waits
+    /// until `port` accepts connections.
+    fn launch(name: &'static str, dir: ConfigDir, port: u16) -> Instance {
         let server = Lwsws::start(bin(), &dir, &[], &[port]);
         Instance {
             name,
@@ -1095,13 +1101,7 @@ fn start_with(name: &'static str, broadcast: &str, extra: &str) -> Instance {
         1,
     );
     std::fs::write(&site, text).unwrap();
-    let server = Lwsws::start(bin(), &dir, &[], &[port]);
-    Instance {
-        name,
-        port,
-        server,
-        _dir: dir,
-    }
+    Instance::launch(name, dir, port)
 }
 
 /// Over `redis+unix://`: messages of exactly `ws-max-message-size` (4 MiB
@@ -1216,13 +1216,7 @@ fn plugin_rooms_span_instances() {
             plugins.display(),
             www.display()
         ));
-        let server = Lwsws::start(bin(), &dir, &[], &[port]);
-        Instance {
-            name,
-            port,
-            server,
-            _dir: dir,
-        }
+        Instance::launch(name, dir, port)
     };
     let a = start("A");
     let b = start("B");
